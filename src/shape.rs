@@ -1,0 +1,799 @@
+#![doc = include_str!("../chapters/02-output-size.md")]
+
+use crate::error::{Error, Result};
+
+/// How much zero padding goes on each side of an axis, as a rule or as a number.
+///
+/// `Valid`, `Same` and explicit numbers are PyTorch's choices (`padding='valid'`, `'same'`, `p`);
+/// `KerasSame` is Keras/TensorFlow's `padding='same'`, which also works with a stride; `Full` pads
+/// `dilation·(k − 1)` on both sides so that every partial overlap is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Padding {
+    /// No padding: `p = 0`.
+    Valid,
+    /// PyTorch `'same'`: output length = input length; stride must be 1. The total
+    /// `d·(k − 1)` is split `left = total / 2`, `right = total − left`.
+    Same,
+    /// Keras/TensorFlow `'same'`: output length `⌈n / s⌉` for any stride `s`; the total
+    /// `max((out − 1)·s + d·(k − 1) + 1 − n, 0)` is split with the extra zero on the right.
+    KerasSame,
+    /// `p = d·(k − 1)` on both sides: every position where kernel and input overlap.
+    Full,
+    /// The same number of zeros on both sides.
+    Explicit(usize),
+}
+
+impl Default for Padding {
+    fn default() -> Self {
+        Padding::Explicit(0)
+    }
+}
+
+impl From<usize> for Padding {
+    fn from(p: usize) -> Self {
+        Padding::Explicit(p)
+    }
+}
+
+/// Zeros added on the left and on the right of one axis, once a [`Padding`] rule is resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pads {
+    /// Zeros before the first element.
+    pub left: usize,
+    /// Zeros after the last element.
+    pub right: usize,
+}
+
+impl Pads {
+    /// `left + right`.
+    pub fn total(self) -> usize {
+        self.left + self.right
+    }
+}
+
+fn positive(name: &'static str, value: usize) -> Result<()> {
+    if value == 0 {
+        Err(Error::param(name, "must be at least 1, got 0"))
+    } else {
+        Ok(())
+    }
+}
+
+/// The number of input elements one window covers: `d·(k − 1) + 1`.
+///
+/// Errors if `kernel` or `dilation` is 0.
+pub fn effective_kernel(kernel: usize, dilation: usize) -> Result<usize> {
+    positive("kernel size", kernel)?;
+    positive("dilation", dilation)?;
+    Ok(dilation * (kernel - 1) + 1)
+}
+
+impl Padding {
+    /// The zeros this rule puts on each side of an axis of length `n` for a kernel of size `k`
+    /// with the given stride and dilation.
+    ///
+    /// Errors on stride 0, dilation 0, kernel 0, and PyTorch `Same` with stride > 1.
+    pub fn resolve(self, n: usize, k: usize, stride: usize, dilation: usize) -> Result<Pads> {
+        positive("stride", stride)?;
+        let span = effective_kernel(k, dilation)?;
+        Ok(match self {
+            Padding::Valid => Pads::default(),
+            Padding::Explicit(p) => Pads { left: p, right: p },
+            Padding::Full => Pads {
+                left: span - 1,
+                right: span - 1,
+            },
+            Padding::Same => {
+                if stride != 1 {
+                    return Err(Error::param(
+                        "padding",
+                        format!(
+                            "PyTorch 'same' padding needs stride 1, got stride {stride} \
+                             (use Padding::KerasSame for Keras/TensorFlow 'same' with a stride)"
+                        ),
+                    ));
+                }
+                split(span - 1)
+            }
+            Padding::KerasSame => {
+                let out = n.div_ceil(stride);
+                split(((out.max(1) - 1) * stride + span).saturating_sub(n))
+            }
+        })
+    }
+}
+
+fn split(total: usize) -> Pads {
+    Pads {
+        left: total / 2,
+        right: total - total / 2,
+    }
+}
+
+/// Output length of a convolution (PyTorch's formula):
+/// `L_out = ⌊(L_in + p_left + p_right − d·(k − 1) − 1) / s⌋ + 1`.
+///
+/// Errors if stride, dilation or kernel is 0, or if the dilated kernel spans more elements than
+/// the padded input holds.
+pub fn conv_output_len(
+    n: usize,
+    kernel: usize,
+    stride: usize,
+    pads: Pads,
+    dilation: usize,
+) -> Result<usize> {
+    positive("stride", stride)?;
+    let span = effective_kernel(kernel, dilation)?;
+    let padded = n + pads.total();
+    if span > padded {
+        return Err(Error::KernelTooLarge {
+            kernel,
+            dilation,
+            span,
+            padded,
+        });
+    }
+    Ok((padded - span) / stride + 1)
+}
+
+/// Output length of a transposed convolution (PyTorch's `conv_transpose` formula):
+/// `L_out = (L_in − 1)·s − 2p + d·(k − 1) + output_padding + 1`.
+///
+/// `output_padding` must be smaller than the stride or the dilation, and the result at least 1.
+pub fn conv_transpose_output_len(
+    n: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+    output_padding: usize,
+) -> Result<usize> {
+    positive("stride", stride)?;
+    let span = effective_kernel(kernel, dilation)?;
+    if output_padding >= stride.max(dilation) {
+        return Err(Error::param(
+            "output_padding",
+            format!(
+                "must be smaller than the stride ({stride}) or the dilation ({dilation}), \
+                 got {output_padding}"
+            ),
+        ));
+    }
+    let full = n.saturating_sub(1) * stride + span + output_padding;
+    if n == 0 || full <= 2 * padding {
+        return Err(Error::param(
+            "padding",
+            format!(
+                "input length {n} with kernel {kernel}, stride {stride}, dilation {dilation} \
+                 and output_padding {output_padding} gives output length {full} − 2·{padding} < 1"
+            ),
+        ));
+    }
+    Ok(full - 2 * padding)
+}
+
+/// Hyper-parameters of a 1-D pooling window, PyTorch's `max_pool1d` / `avg_pool1d` arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolParams {
+    /// Window length `k`.
+    pub kernel: usize,
+    /// Step between windows; `None` means `stride = kernel`, PyTorch's default.
+    pub stride: Option<usize>,
+    /// Implicit padding on both sides; at most `kernel / 2`. Padding never wins a max.
+    pub padding: usize,
+    /// Spacing between the elements of a window (max pooling only; 1 for average pooling).
+    pub dilation: usize,
+    /// Round the output length up instead of down, as long as the last window starts inside the
+    /// input or the left padding.
+    pub ceil_mode: bool,
+}
+
+impl PoolParams {
+    /// A window of `kernel` elements with stride = kernel, no padding, no dilation, floor mode.
+    pub fn new(kernel: usize) -> Self {
+        PoolParams {
+            kernel,
+            stride: None,
+            padding: 0,
+            dilation: 1,
+            ceil_mode: false,
+        }
+    }
+    /// Set the stride.
+    pub fn stride(mut self, stride: usize) -> Self {
+        self.stride = Some(stride);
+        self
+    }
+    /// Set the padding on both sides.
+    pub fn padding(mut self, padding: usize) -> Self {
+        self.padding = padding;
+        self
+    }
+    /// Set the dilation.
+    pub fn dilation(mut self, dilation: usize) -> Self {
+        self.dilation = dilation;
+        self
+    }
+    /// Round the output length up.
+    pub fn ceil_mode(mut self, ceil_mode: bool) -> Self {
+        self.ceil_mode = ceil_mode;
+        self
+    }
+
+    /// Output length of pooling an axis of length `n`, exactly as PyTorch computes it:
+    /// `L_out = ⌊(n + 2p − d·(k − 1) − 1 [+ s − 1 in ceil mode]) / s⌋ + 1`, less one in ceil
+    /// mode when the last window would start at or past `n + p`.
+    ///
+    /// Errors on kernel, stride or dilation 0, padding above `kernel / 2`, and an output shorter
+    /// than 1.
+    pub fn output_len(&self, n: usize) -> Result<usize> {
+        let (k, p, d) = (self.kernel, self.padding, self.dilation);
+        let s = self.stride.unwrap_or(k);
+        positive("stride", s)?;
+        let span = effective_kernel(k, d)?;
+        if p > k / 2 {
+            return Err(Error::param(
+                "padding",
+                format!(
+                    "pooling padding must be at most half the kernel size: \
+                     got padding {p} with kernel {k} (at most {})",
+                    k / 2
+                ),
+            ));
+        }
+        let padded = n + 2 * p;
+        let too_small = || {
+            Error::param(
+                "kernel size",
+                format!(
+                    "pooling a length of {n} with kernel {k}, dilation {d}, padding {p} \
+                     and stride {s} leaves no output (the window spans {span})"
+                ),
+            )
+        };
+        if span > padded {
+            return Err(too_small());
+        }
+        let round_up = if self.ceil_mode { s - 1 } else { 0 };
+        let mut out = (padded - span + round_up) / s + 1;
+        if self.ceil_mode && (out - 1) * s >= n + p {
+            out -= 1;
+        }
+        if out == 0 {
+            return Err(too_small());
+        }
+        Ok(out)
+    }
+}
+
+/// Hyper-parameters of a convolution along one axis: PyTorch's `conv1d` arguments, and those of
+/// each axis of a square 2-D layer.
+///
+/// ```
+/// use convlab::shape::{ConvParams, Padding};
+/// let p = ConvParams::default().stride(2).padding(3).dilation(1);
+/// assert_eq!(p.output_len(1000, 7).unwrap(), 500);
+/// assert_eq!(ConvParams::default().padding(Padding::Same).output_len(10, 4).unwrap(), 10);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvParams {
+    /// Step `s` between output positions.
+    pub stride: usize,
+    /// Zero padding `p` (a number or a rule).
+    pub padding: Padding,
+    /// Spacing `d` between kernel taps.
+    pub dilation: usize,
+    /// Channel groups: each group of `C_in / groups` input channels feeds `C_out / groups`
+    /// output channels.
+    pub groups: usize,
+}
+
+impl Default for ConvParams {
+    fn default() -> Self {
+        ConvParams {
+            stride: 1,
+            padding: Padding::Explicit(0),
+            dilation: 1,
+            groups: 1,
+        }
+    }
+}
+
+impl ConvParams {
+    /// Set the stride `s`.
+    pub fn stride(mut self, stride: usize) -> Self {
+        self.stride = stride;
+        self
+    }
+    /// Set the padding: a number of zeros per side or a [`Padding`] rule.
+    pub fn padding(mut self, padding: impl Into<Padding>) -> Self {
+        self.padding = padding.into();
+        self
+    }
+    /// Set the dilation `d`.
+    pub fn dilation(mut self, dilation: usize) -> Self {
+        self.dilation = dilation;
+        self
+    }
+    /// Set the number of groups.
+    pub fn groups(mut self, groups: usize) -> Self {
+        self.groups = groups;
+        self
+    }
+
+    /// The zeros on each side for an input of length `n` and a kernel of size `k`.
+    pub fn pads(&self, n: usize, k: usize) -> Result<Pads> {
+        self.padding.resolve(n, k, self.stride, self.dilation)
+    }
+
+    /// Output length for an input of length `n` and a kernel of size `k`.
+    pub fn output_len(&self, n: usize, k: usize) -> Result<usize> {
+        conv_output_len(n, k, self.stride, self.pads(n, k)?, self.dilation)
+    }
+}
+
+/// Every size of a `conv1d` call, checked: input `(N, C_in, L_in)`, weight
+/// `(C_out, C_in / groups, K)`, output `(N, C_out, L_out)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv1dGeometry {
+    /// Batch size `N`.
+    pub batch: usize,
+    /// Input channels `C_in`.
+    pub c_in: usize,
+    /// Input length `L_in`.
+    pub l_in: usize,
+    /// Output channels `C_out`.
+    pub c_out: usize,
+    /// Kernel size `K`.
+    pub kernel: usize,
+    /// Output length `L_out`.
+    pub l_out: usize,
+    /// Zeros before and after the input.
+    pub pads: Pads,
+    /// Stride `s`.
+    pub stride: usize,
+    /// Dilation `d`.
+    pub dilation: usize,
+    /// Number of groups.
+    pub groups: usize,
+}
+
+impl Conv1dGeometry {
+    /// Check the shapes of a `conv1d` call the way PyTorch does and compute the output length.
+    pub fn new(
+        input: (usize, usize, usize),
+        weight: (usize, usize, usize),
+        bias_len: Option<usize>,
+        params: ConvParams,
+    ) -> Result<Self> {
+        const OP: &str = "conv1d";
+        let (batch, c_in, l_in) = input;
+        let (c_out, c_in_per_group, kernel) = weight;
+        let groups = params.groups;
+        positive("groups", groups)?;
+        if c_out == 0 {
+            return Err(Error::shape(
+                OP,
+                format!("weight {weight:?} has no output channels; expected C_out ≥ 1"),
+            ));
+        }
+        if c_out % groups != 0 {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "groups = {groups} must divide the output channels, \
+                     but weight {weight:?} has C_out = {c_out}"
+                ),
+            ));
+        }
+        if c_in_per_group * groups != c_in {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "weight {weight:?} with groups = {groups} expects input with \
+                     {} channels, but input {input:?} has {c_in}",
+                    c_in_per_group * groups
+                ),
+            ));
+        }
+        if let Some(len) = bias_len.filter(|&len| len != c_out) {
+            return Err(Error::shape(
+                OP,
+                format!("bias has {len} elements, expected C_out = {c_out}"),
+            ));
+        }
+        let pads = params.pads(l_in, kernel)?;
+        let l_out = conv_output_len(l_in, kernel, params.stride, pads, params.dilation)?;
+        if l_in == 0 && batch > 0 && c_in > 0 {
+            return Err(Error::EmptyInput {
+                op: OP,
+                what: "input length (with N > 0 and C_in > 0)",
+            });
+        }
+        Ok(Conv1dGeometry {
+            batch,
+            c_in,
+            l_in,
+            c_out,
+            kernel,
+            l_out,
+            pads,
+            stride: params.stride,
+            dilation: params.dilation,
+            groups,
+        })
+    }
+}
+
+/// Which part of the full convolution a signal-processing call returns (NumPy's `mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Every position where the two sequences overlap: length `n + m − 1`.
+    #[default]
+    Full,
+    /// Centred on the full result, as long as the longer input: length `max(n, m)`.
+    Same,
+    /// Only positions of full overlap: length `max(n, m) − min(n, m) + 1`.
+    Valid,
+}
+
+/// Parameters of a signal-processing `convolve` / `correlate`: NumPy's `mode`, plus the course's
+/// stride `s` (keep every `s`-th output, starting with the first) and dilation `d` (`d − 1` zeros
+/// between kernel taps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignalParams {
+    /// Which part of the full result to keep.
+    pub mode: Mode,
+    /// Keep outputs `0, s, 2s, …` of that part.
+    pub stride: usize,
+    /// Spacing between kernel taps.
+    pub dilation: usize,
+}
+
+impl From<Mode> for SignalParams {
+    fn from(mode: Mode) -> Self {
+        SignalParams {
+            mode,
+            stride: 1,
+            dilation: 1,
+        }
+    }
+}
+
+impl Mode {
+    /// These parameters with stride `s`.
+    pub fn stride(self, stride: usize) -> SignalParams {
+        SignalParams::from(self).stride(stride)
+    }
+    /// These parameters with dilation `d`.
+    pub fn dilation(self, dilation: usize) -> SignalParams {
+        SignalParams::from(self).dilation(dilation)
+    }
+}
+
+impl SignalParams {
+    /// Set the stride.
+    pub fn stride(mut self, stride: usize) -> Self {
+        self.stride = stride;
+        self
+    }
+    /// Set the dilation.
+    pub fn dilation(mut self, dilation: usize) -> Self {
+        self.dilation = dilation;
+        self
+    }
+}
+
+/// Whether the kernel is flipped (true convolution) or not (cross-correlation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalOp {
+    /// `y = x * w`, the kernel flipped: NumPy's `convolve`.
+    Convolve,
+    /// `y = x ⋆ w`, the kernel as is: NumPy's `correlate`.
+    Correlate,
+}
+
+/// Where the outputs of a signal convolution start and how many there are: output `i` reads the
+/// input from position `i·s − pad_left` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignalFrame {
+    /// Zeros before the signal.
+    pub pad_left: usize,
+    /// Number of outputs.
+    pub len: usize,
+}
+
+impl SignalParams {
+    /// The frame of `convolve` / `correlate` of a signal of length `n` with a kernel of length
+    /// `m`, exactly where NumPy puts it; `m` may exceed `n` (NumPy then swaps the two).
+    ///
+    /// In 'same' mode NumPy centres the output on the full result: for `convolve` and for
+    /// `correlate` with the kernel no longer than the signal, `⌊(m' − 1)/2⌋` outputs of the full
+    /// result are dropped on the left (`m'` = the shorter of signal and dilated kernel); for
+    /// `correlate` with a longer kernel, NumPy reverses the roles and drops `⌊m'/2⌋`.
+    pub fn frame(&self, n: usize, m: usize, op: SignalOp) -> Result<SignalFrame> {
+        if n == 0 {
+            return Err(Error::EmptyInput {
+                op: "convolve/correlate",
+                what: "signal",
+            });
+        }
+        if m == 0 {
+            return Err(Error::EmptyInput {
+                op: "convolve/correlate",
+                what: "kernel",
+            });
+        }
+        positive("stride", self.stride)?;
+        let span = effective_kernel(m, self.dilation)?;
+        let (long, short) = (n.max(span), n.min(span));
+        let (offset, len) = match self.mode {
+            Mode::Full => (0, n + span - 1),
+            Mode::Valid => (short - 1, long - short + 1),
+            Mode::Same => {
+                let dropped = match op {
+                    SignalOp::Correlate if span > n => short / 2,
+                    _ => (short - 1) / 2,
+                };
+                (dropped, long)
+            }
+        };
+        Ok(SignalFrame {
+            pad_left: span - 1 - offset,
+            len: (len - 1) / self.stride + 1,
+        })
+    }
+}
+
+/// One layer's geometry along one axis, for receptive-field arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Kernel size `k`.
+    pub kernel: usize,
+    /// Stride `s`.
+    pub stride: usize,
+    /// Dilation `d`.
+    pub dilation: usize,
+}
+
+/// Receptive field of one unit after a stack of layers, along one axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    /// `r`: how many input elements one output unit sees.
+    pub size: usize,
+    /// `j`: how far apart in the input two neighbouring output units are.
+    pub jump: usize,
+}
+
+impl Field {
+    /// The input itself: each unit sees one element, neighbours are one apart.
+    pub const INPUT: Field = Field { size: 1, jump: 1 };
+
+    /// The field after one more layer: `r' = r + d·(k − 1)·j`, `j' = j·s`.
+    pub fn then(self, layer: Window) -> Result<Field> {
+        positive("stride", layer.stride)?;
+        let span = effective_kernel(layer.kernel, layer.dilation)?;
+        Ok(Field {
+            size: self.size + (span - 1) * self.jump,
+            jump: self.jump * layer.stride,
+        })
+    }
+}
+
+/// Receptive field and jump after each layer of a stack, along one axis.
+pub fn receptive_fields(layers: &[Window]) -> Result<Vec<Field>> {
+    let mut field = Field::INPUT;
+    layers
+        .iter()
+        .map(|&layer| {
+            field = field.then(layer)?;
+            Ok(field)
+        })
+        .collect()
+}
+
+/// A layer of a network as far as shapes go: square kernels, the same parameters on both axes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// `Conv2d(in, out_channels, kernel)`: `out·(in·k·k + 1)` parameters.
+    Conv2d {
+        /// Output channels (filters).
+        out_channels: usize,
+        /// Kernel size `k` (a `k × k` kernel).
+        kernel: usize,
+        /// Stride, padding and dilation of both axes (groups must be 1).
+        params: ConvParams,
+    },
+    /// Max pooling over `k × k` windows.
+    MaxPool2d(PoolParams),
+    /// `(C, H, W)` → `C·H·W`.
+    Flatten,
+    /// A fully connected layer: `out·(in + 1)` parameters.
+    Linear {
+        /// Output features.
+        out_features: usize,
+    },
+}
+
+/// The output of one layer in a [`Network::trace`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerShape {
+    /// The layer's name.
+    pub name: &'static str,
+    /// Output shape without the batch axis: `[C, H, W]` or `[features]`.
+    pub output: Vec<usize>,
+    /// Learnable parameters (weights and biases).
+    pub params: usize,
+    /// Receptive field along the height axis; `None` once every unit sees the whole image.
+    pub field: Option<Field>,
+}
+
+/// A stack of layers applied to `(C, H, W)` images.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    /// What the network is.
+    pub name: &'static str,
+    /// Input shape `[C, H, W]`.
+    pub input: [usize; 3],
+    /// Named layers in order.
+    pub layers: Vec<(&'static str, Layer)>,
+}
+
+impl Network {
+    /// The output shape, parameter count and receptive field after every layer.
+    pub fn trace(&self) -> Result<Vec<LayerShape>> {
+        let [c, h, w] = self.input;
+        let mut shape = vec![c, h, w];
+        let mut field = Some(Field::INPUT);
+        let mut rows = Vec::with_capacity(self.layers.len());
+        for &(name, layer) in &self.layers {
+            let params;
+            match (layer, shape.as_slice()) {
+                (
+                    Layer::Conv2d {
+                        out_channels,
+                        kernel,
+                        params: conv,
+                    },
+                    &[c, h, w],
+                ) => {
+                    if conv.groups != 1 {
+                        return Err(Error::param(
+                            "groups",
+                            format!("network layers use groups = 1, got {}", conv.groups),
+                        ));
+                    }
+                    let (h, w) = (conv.output_len(h, kernel)?, conv.output_len(w, kernel)?);
+                    shape = vec![out_channels, h, w];
+                    params = out_channels * (c * kernel * kernel + 1);
+                    field = field
+                        .map(|f| {
+                            f.then(Window {
+                                kernel,
+                                stride: conv.stride,
+                                dilation: conv.dilation,
+                            })
+                        })
+                        .transpose()?;
+                }
+                (Layer::MaxPool2d(pool), &[c, h, w]) => {
+                    shape = vec![c, pool.output_len(h)?, pool.output_len(w)?];
+                    params = 0;
+                    field = field
+                        .map(|f| {
+                            f.then(Window {
+                                kernel: pool.kernel,
+                                stride: pool.stride.unwrap_or(pool.kernel),
+                                dilation: pool.dilation,
+                            })
+                        })
+                        .transpose()?;
+                }
+                (Layer::Flatten, dims) => {
+                    shape = vec![dims.iter().product()];
+                    params = 0;
+                    field = None;
+                }
+                (Layer::Linear { out_features }, &[features]) => {
+                    shape = vec![out_features];
+                    params = out_features * (features + 1);
+                    field = None;
+                }
+                (_, dims) => {
+                    return Err(Error::shape(
+                        "Network::trace",
+                        format!("layer {name} ({layer:?}) cannot take input of shape {dims:?}"),
+                    ));
+                }
+            }
+            rows.push(LayerShape {
+                name,
+                output: shape.clone(),
+                params,
+                field,
+            });
+        }
+        Ok(rows)
+    }
+
+    /// The Keras MNIST convnet of the course: three 3×3 convolutions with two 2×2 max-poolings,
+    /// then Dense(64) and Dense(10); 93,322 parameters.
+    pub fn keras_mnist() -> Network {
+        Network {
+            name: "Keras MNIST convnet (28×28×1)",
+            input: [1, 28, 28],
+            layers: vec![
+                ("conv1", conv(32, 3, 0)),
+                ("pool1", pool(2)),
+                ("conv2", conv(64, 3, 0)),
+                ("pool2", pool(2)),
+                ("conv3", conv(64, 3, 0)),
+                ("flatten", Layer::Flatten),
+                ("dense1", Layer::Linear { out_features: 64 }),
+                ("dense2", Layer::Linear { out_features: 10 }),
+            ],
+        }
+    }
+
+    /// The PyTorch Fashion-MNIST CNN of the course: two 5×5 convolutions with padding 2, each
+    /// followed by 2×2 max-pooling, then Linear(3136, 1024) and Linear(1024, 10); 3,274,634
+    /// parameters.
+    pub fn fashion_mnist_cnn() -> Network {
+        Network {
+            name: "PyTorch Fashion-MNIST CNN (1×28×28)",
+            input: [1, 28, 28],
+            layers: vec![
+                ("conv1", conv(32, 5, 2)),
+                ("pool1", pool(2)),
+                ("conv2", conv(64, 5, 2)),
+                ("pool2", pool(2)),
+                ("flatten", Layer::Flatten),
+                ("fc1", Layer::Linear { out_features: 1024 }),
+                ("fc2", Layer::Linear { out_features: 10 }),
+            ],
+        }
+    }
+
+    /// The Keras cats-vs-dogs convnet of the course: four 3×3 convolutions, each followed by 2×2
+    /// max-pooling, then Dense(512) and Dense(1); 3,453,121 parameters.
+    pub fn cats_vs_dogs() -> Network {
+        Network {
+            name: "Keras cats-vs-dogs convnet (150×150×3)",
+            input: [3, 150, 150],
+            layers: vec![
+                ("conv1", conv(32, 3, 0)),
+                ("pool1", pool(2)),
+                ("conv2", conv(64, 3, 0)),
+                ("pool2", pool(2)),
+                ("conv3", conv(128, 3, 0)),
+                ("pool3", pool(2)),
+                ("conv4", conv(128, 3, 0)),
+                ("pool4", pool(2)),
+                ("flatten", Layer::Flatten),
+                ("dense1", Layer::Linear { out_features: 512 }),
+                ("dense2", Layer::Linear { out_features: 1 }),
+            ],
+        }
+    }
+
+    /// The course's three networks.
+    pub fn course() -> Vec<Network> {
+        vec![
+            Network::keras_mnist(),
+            Network::fashion_mnist_cnn(),
+            Network::cats_vs_dogs(),
+        ]
+    }
+}
+
+fn conv(out_channels: usize, kernel: usize, padding: usize) -> Layer {
+    Layer::Conv2d {
+        out_channels,
+        kernel,
+        params: ConvParams::default().padding(padding),
+    }
+}
+
+fn pool(kernel: usize) -> Layer {
+    Layer::MaxPool2d(PoolParams::new(kernel))
+}

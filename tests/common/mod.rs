@@ -1,0 +1,133 @@
+//! Helpers shared by the integration tests: fixture loading, tolerances, non-contiguous layouts.
+#![allow(dead_code)]
+
+use ndarray::{Array1, Array3, ArrayView1, ArrayView3, NdFloat, s};
+use std::path::PathBuf;
+
+/// Relative tolerance for f32 results against an f64 reference.
+pub const RTOL_F32: f64 = 1e-5;
+/// Relative tolerance for f64 results against an f64 reference.
+pub const RTOL_F64: f64 = 1e-12;
+
+/// Read `tests/fixtures/NAME` as JSON.
+pub fn fixture<T: serde::de::DeserializeOwned>(name: &str) -> T {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()));
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("fixture {} is not valid: {e}", path.display()))
+}
+
+/// Where `actual` and `expected` differ by more than `rtol` relative to the larger of the
+/// element and the largest magnitude in `expected` (so values that cancel to nearly zero are
+/// judged on the scale of the result, not on their own), describe the first such element.
+pub fn mismatch<T: NdFloat>(actual: &[T], expected: &[f64], rtol: f64) -> Option<String> {
+    if actual.len() != expected.len() {
+        return Some(format!(
+            "length {} but expected {}",
+            actual.len(),
+            expected.len()
+        ));
+    }
+    let scale = expected.iter().fold(0.0f64, |m, e| m.max(e.abs()));
+    actual.iter().zip(expected).enumerate().find_map(|(i, (a, &e))| {
+        let a = a.to_f64().expect("float converts to f64");
+        let tol = rtol * e.abs().max(scale);
+        ((a - e).abs() > tol || a.is_nan() != e.is_nan())
+            .then(|| format!("element {i}: got {a}, expected {e} (tolerance {tol:e})"))
+    })
+}
+
+/// Panic with a useful message unless `actual` is close to `expected` (see [`mismatch`]).
+pub fn assert_close<T: NdFloat>(actual: &[T], expected: &[f64], rtol: f64, what: &str) {
+    if let Some(m) = mismatch(actual, expected, rtol) {
+        panic!("{what}: {m}");
+    }
+}
+
+/// The elements of any array, in logical (row-major) order, as f64.
+pub fn to_f64<T: NdFloat, D: ndarray::Dimension>(a: &ndarray::ArrayBase<impl ndarray::Data<Elem = T>, D>) -> Vec<f64> {
+    a.iter().map(|v| v.to_f64().expect("float converts to f64")).collect()
+}
+
+/// Cast f64 values to `T`.
+pub fn cast<T: NdFloat>(values: &[f64]) -> Vec<T> {
+    values
+        .iter()
+        .map(|&v| T::from(v).expect("f64 converts to the float type"))
+        .collect()
+}
+
+/// How a test array is laid out in memory.
+#[derive(Debug, Clone, Copy)]
+pub enum Layout {
+    /// Row-major, contiguous.
+    Standard,
+    /// Every other element of a larger array along the last axis.
+    Stepped,
+    /// Axes stored in reverse order (column-major), then permuted back.
+    Permuted,
+}
+
+pub const LAYOUTS: [Layout; 3] = [Layout::Standard, Layout::Stepped, Layout::Permuted];
+
+/// Storage that owns the elements of a 3-D array in the given layout.
+pub struct Stored3<T> {
+    data: Array3<T>,
+    layout: Layout,
+}
+
+impl<T: NdFloat> Stored3<T> {
+    pub fn new(a: &Array3<T>, layout: Layout) -> Self {
+        let (d0, d1, d2) = a.dim();
+        let data = match layout {
+            Layout::Standard => a.clone(),
+            Layout::Stepped => {
+                let mut big = Array3::from_elem((d0, d1, 2 * d2 + 1), T::nan());
+                big.slice_mut(s![.., .., 1..;2]).assign(a);
+                big
+            }
+            Layout::Permuted => a.clone().reversed_axes().as_standard_layout().into_owned(),
+        };
+        Stored3 { data, layout }
+    }
+
+    pub fn view(&self) -> ArrayView3<'_, T> {
+        match self.layout {
+            Layout::Standard => self.data.view(),
+            Layout::Stepped => self.data.slice(s![.., .., 1..;2]),
+            Layout::Permuted => self.data.view().reversed_axes(),
+        }
+    }
+}
+
+/// Storage that owns the elements of a 1-D array in the given layout (`Permuted` = reversed).
+pub struct Stored1<T> {
+    data: Array1<T>,
+    layout: Layout,
+}
+
+impl<T: NdFloat> Stored1<T> {
+    pub fn new(a: &Array1<T>, layout: Layout) -> Self {
+        let data = match layout {
+            Layout::Standard => a.clone(),
+            Layout::Stepped => {
+                let mut big = Array1::from_elem(2 * a.len() + 1, T::nan());
+                big.slice_mut(s![1..;2]).assign(a);
+                big
+            }
+            Layout::Permuted => a.slice(s![..;-1]).to_owned(),
+        };
+        Stored1 { data, layout }
+    }
+
+    pub fn view(&self) -> ArrayView1<'_, T> {
+        match self.layout {
+            Layout::Standard => self.data.view(),
+            Layout::Stepped => self.data.slice(s![1..;2]),
+            Layout::Permuted => self.data.slice(s![..;-1]),
+        }
+    }
+}

@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Regenerate the golden fixtures of chapters 1-2 under tests/fixtures/.
+
+Reference results come from NumPy (np.convolve, np.correlate) and PyTorch
+(torch.nn.functional.conv1d, max_pool1d, avg_pool1d, conv_transpose1d), computed in float64.
+Inputs are rounded to float32 first, so the same cases test the f32 kernels too. The files
+record the library versions that produced them. Building and testing convlab never runs this.
+
+    python3 -m venv /tmp/venv && /tmp/venv/bin/pip install numpy torch
+    /tmp/venv/bin/python tools/gen_fixtures.py
+"""
+
+import json
+import pathlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+rng = np.random.default_rng(20261123)
+
+
+def values(*shape):
+    """Random values that are exact in float32, returned as float64."""
+    return rng.uniform(-1.0, 1.0, size=shape).astype(np.float32).astype(np.float64)
+
+
+def flat(a):
+    return [float(v) for v in np.asarray(a, dtype=np.float64).ravel()]
+
+
+def dilate(w, d):
+    out = np.zeros(d * (len(w) - 1) + 1)
+    out[::d] = w
+    return out
+
+
+def generator():
+    return f"numpy {np.__version__}, torch {torch.__version__}"
+
+
+def signal_cases():
+    cases = []
+    for _ in range(160):
+        n = int(rng.integers(1, 24))
+        m = int(rng.integers(1, 12))
+        mode = str(rng.choice(["full", "same", "valid"]))
+        stride = int(rng.choice([1, 1, 2, 3]))
+        dilation = int(rng.choice([1, 1, 2, 3]))
+        x, w = values(n), values(m)
+        wd = dilate(w, dilation)
+        cases.append({
+            "x": flat(x), "w": flat(w), "mode": mode, "stride": stride, "dilation": dilation,
+            "convolve": flat(np.convolve(x, wd, mode)[::stride]),
+            "correlate": flat(np.correlate(x, wd, mode)[::stride]),
+        })
+    return cases
+
+
+def torch_padding(spec, n, k, stride, dilation):
+    """The padding argument for torch and the (left, right) zeros it stands for."""
+    span = dilation * (k - 1) + 1
+    if spec == "valid":
+        return "valid", (0, 0)
+    if spec == "same":
+        total = span - 1
+        return "same", (total // 2, total - total // 2)
+    if spec == "full":
+        return span - 1, (span - 1, span - 1)
+    if spec == "keras_same":
+        # TensorFlow's SAME: out = ceil(n / s), the odd zero on the right.
+        out = -(-n // stride)
+        total = max((out - 1) * stride + span - n, 0)
+        return None, (total // 2, total - total // 2)
+    return spec, (spec, spec)
+
+
+def conv1d_call(x, w, b, stride, padding, pads, dilation, groups):
+    xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+    bt = None if b is None else torch.from_numpy(b)
+    if padding is None:
+        xt = F.pad(xt, pads)
+        padding = 0
+    return F.conv1d(xt, wt, bt, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def conv1d_cases():
+    cases, errors = [], []
+    while len(cases) < 120:
+        groups = int(rng.choice([1, 1, 2, 3]))
+        c_in = groups * int(rng.integers(1, 4))
+        c_out = groups * int(rng.integers(1, 4))
+        batch = int(rng.integers(1, 4))
+        k = int(rng.integers(1, 7))
+        length = int(rng.integers(1, 20))
+        stride = int(rng.choice([1, 1, 2, 3]))
+        dilation = int(rng.choice([1, 1, 2, 3]))
+        specs = ["valid", "same", "full", "keras_same", 0, 1, 2, 3]
+        spec = specs[int(rng.choice(len(specs), p=[.12, .12, .08, .12, .14, .14, .14, .14]))]
+        x = values(batch, c_in, length)
+        w = values(c_out, c_in // groups, k)
+        b = values(c_out) if rng.random() < 0.7 else None
+        padding, pads = torch_padding(spec, length, k, stride, dilation)
+        case = {
+            "x": flat(x), "x_shape": list(x.shape), "w": flat(w), "w_shape": list(w.shape),
+            "b": None if b is None else flat(b), "stride": stride, "padding": spec,
+            "pads": list(pads), "dilation": dilation, "groups": groups,
+        }
+        try:
+            y = conv1d_call(x, w, b, stride, padding, pads, dilation, groups)
+        except RuntimeError as e:
+            case["error"] = str(e).splitlines()[0]
+            if len(errors) < 40:
+                errors.append(case)
+            continue
+        case["y"] = flat(y.numpy())
+        case["y_shape"] = list(y.shape)
+        cases.append(case)
+    return cases, errors
+
+
+def conv1d_shape_errors():
+    """Hand-picked calls that PyTorch refuses; convlab must refuse them too."""
+    picks = [
+        # (x_shape, w_shape, b_len, stride, padding, dilation, groups)
+        ((2, 4, 5), (3, 4, 6), None, 1, 0, 1, 1),      # kernel longer than the input
+        ((2, 4, 5), (3, 4, 3), None, 1, 0, 3, 1),      # dilated kernel longer than the input
+        ((2, 4, 5), (3, 4, 3), None, 0, 0, 1, 1),      # stride 0
+        ((2, 4, 5), (3, 4, 3), None, 1, 0, 0, 1),      # dilation 0
+        ((2, 4, 5), (3, 4, 3), None, 2, "same", 1, 1),  # 'same' with a stride
+        ((2, 4, 5), (3, 2, 3), None, 1, 0, 1, 2),      # C_out not divisible by groups
+        ((2, 4, 5), (3, 2, 3), None, 1, 0, 1, 3),      # C_in / groups != weight channels
+        ((2, 4, 5), (4, 4, 3), None, 1, 0, 1, 2),      # weight channels != C_in / groups
+        ((2, 4, 5), (4, 4, 3), 3, 1, 0, 1, 1),         # bias length != C_out
+        ((2, 4, 5), (0, 4, 3), None, 1, 0, 1, 1),      # no output channels
+        ((2, 4, 5), (3, 4, 0), None, 1, 0, 1, 1),      # empty kernel
+        ((2, 4, 5), (3, 4, 3), None, 1, 0, 1, 0),      # groups 0
+        ((2, 4, 0), (3, 4, 1), None, 1, 1, 1, 1),      # empty signal with padding
+        ((2, 4, 0), (3, 4, 1), None, 1, 0, 1, 1),      # empty signal
+    ]
+    errors = []
+    for xs, ws, blen, stride, padding, dilation, groups in picks:
+        x, w = torch.zeros(xs, dtype=torch.float64), torch.zeros(ws, dtype=torch.float64)
+        b = None if blen is None else torch.zeros(blen, dtype=torch.float64)
+        try:
+            F.conv1d(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+        except RuntimeError as e:
+            errors.append({"x_shape": list(xs), "w_shape": list(ws), "b_len": blen,
+                           "stride": stride, "padding": padding, "dilation": dilation,
+                           "groups": groups, "error": str(e).splitlines()[0]})
+        else:
+            raise SystemExit(f"torch accepted {xs} {ws}; it is not an error case")
+    # PyTorch accepts an empty batch. (It also accepts zero input channels, but returns an
+    # (N, 0, L_out) tensor, pytorch/pytorch#56998; convlab returns the bias there, see chapter 1.)
+    accepted = []
+    for xs, ws in [((0, 4, 5), (3, 4, 3))]:
+        b = values(ws[0])
+        y = F.conv1d(torch.zeros(xs, dtype=torch.float64), torch.zeros(ws, dtype=torch.float64),
+                     torch.from_numpy(b))
+        accepted.append({"x_shape": list(xs), "w_shape": list(ws), "b": flat(b),
+                         "y": flat(y.numpy()), "y_shape": list(y.shape)})
+    return errors, accepted
+
+
+def pool_cases():
+    cases = []
+    for _ in range(400):
+        n = int(rng.integers(1, 16))
+        k = int(rng.integers(1, 7))
+        stride = int(rng.choice([0, 1, 2, 3, 4])) if rng.random() < 0.9 else 0
+        padding = int(rng.integers(0, 4))
+        dilation = int(rng.choice([1, 1, 2, 3]))
+        ceil = bool(rng.random() < 0.5)
+        x = torch.zeros(1, 1, n)
+        try:
+            out = F.max_pool1d(x, k, stride=stride if stride else None, padding=padding,
+                               dilation=dilation, ceil_mode=ceil).shape[-1]
+        except RuntimeError:
+            out = None
+        cases.append({"n": n, "kernel": k, "stride": stride or None, "padding": padding,
+                      "dilation": dilation, "ceil_mode": ceil, "out": out})
+    return cases
+
+
+def conv_transpose_cases():
+    cases = []
+    for _ in range(200):
+        n = int(rng.integers(1, 12))
+        k = int(rng.integers(1, 6))
+        stride = int(rng.integers(1, 4))
+        padding = int(rng.integers(0, 4))
+        dilation = int(rng.integers(1, 4))
+        output_padding = int(rng.integers(0, 3))
+        try:
+            out = F.conv_transpose1d(torch.zeros(1, 1, n), torch.zeros(1, 1, k), stride=stride,
+                                     padding=padding, dilation=dilation,
+                                     output_padding=output_padding).shape[-1]
+        except RuntimeError:
+            out = None
+        cases.append({"n": n, "kernel": k, "stride": stride, "padding": padding,
+                      "dilation": dilation, "output_padding": output_padding, "out": out})
+    return cases
+
+
+def write(name, payload):
+    payload = {"generator": generator(), **payload}
+    path = OUT / name
+    path.write_text(json.dumps(payload, separators=(",", ":")) + "\n")
+    print(f"{path.relative_to(OUT.parent.parent)}: {path.stat().st_size} bytes")
+
+
+def main():
+    OUT.mkdir(parents=True, exist_ok=True)
+    write("signal.json", {"cases": signal_cases()})
+    cases, random_errors = conv1d_cases()
+    shape_errors, accepted = conv1d_shape_errors()
+    write("conv1d.json", {"cases": cases, "errors": random_errors + shape_errors,
+                          "accepted": accepted})
+    write("shape.json", {"pool": pool_cases(), "conv_transpose": conv_transpose_cases()})
+
+
+if __name__ == "__main__":
+    main()
