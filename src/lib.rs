@@ -4,7 +4,7 @@
 //! exists twice: a `naive` kernel that reads like the formula of its chapter, and a `fast` one
 //! checked against it. The chapters are the module docs:
 //!
-//! 1. [`conv1d`]: 1-D discrete convolution, cross-correlation and the `conv1d` layer.
+//! 1. [`conv1d`](mod@conv1d): 1-D discrete convolution, cross-correlation and the `conv1d` layer.
 //! 2. [`shape`]: output sizes, padding rules and receptive fields.
 //!
 //! The glossary that maps the course's Spanish terms to these names is `chapters/README.md`.

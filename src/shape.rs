@@ -241,28 +241,24 @@ impl PoolParams {
                 ),
             ));
         }
-        let padded = n + 2 * p;
-        let too_small = || {
-            Error::param(
+        // PyTorch's arithmetic, signed: in ceil mode a window may start in the input and hang
+        // past its padded end, so the numerator can be negative.
+        let round_up = if self.ceil_mode { s - 1 } else { 0 };
+        let numerator = (n + 2 * p + round_up) as i128 - span as i128;
+        let mut out = numerator.div_euclid(s as i128) + 1;
+        if self.ceil_mode && (out - 1) * s as i128 >= (n + p) as i128 {
+            out -= 1;
+        }
+        if out < 1 {
+            return Err(Error::param(
                 "kernel size",
                 format!(
                     "pooling a length of {n} with kernel {k}, dilation {d}, padding {p} \
                      and stride {s} leaves no output (the window spans {span})"
                 ),
-            )
-        };
-        if span > padded {
-            return Err(too_small());
+            ));
         }
-        let round_up = if self.ceil_mode { s - 1 } else { 0 };
-        let mut out = (padded - span + round_up) / s + 1;
-        if self.ceil_mode && (out - 1) * s >= n + p {
-            out -= 1;
-        }
-        if out == 0 {
-            return Err(too_small());
-        }
-        Ok(out)
+        Ok(out as usize)
     }
 }
 

@@ -11,7 +11,8 @@ use ndarray::{Array1, Array3, ArrayView1, ArrayView3, NdFloat};
 use proptest::prelude::*;
 use serde::Deserialize;
 
-type ConvFn<T> = fn(ArrayView3<T>, ArrayView3<T>, Option<ArrayView1<T>>, ConvParams) -> Result<Array3<T>>;
+type ConvFn<T> =
+    fn(ArrayView3<T>, ArrayView3<T>, Option<ArrayView1<T>>, ConvParams) -> Result<Array3<T>>;
 type SignalFn<T> = fn(ArrayView1<T>, ArrayView1<T>, SignalParams) -> Result<Array1<T>>;
 
 fn conv_engines<T: NdFloat>() -> [(&'static str, ConvFn<T>); 2] {
@@ -57,9 +58,7 @@ fn check_signal_fixtures<T: NdFloat>(rtol: f64) {
     for (i, case) in file.cases.iter().enumerate() {
         let x = Array1::from(cast::<T>(&case.x));
         let w = Array1::from(cast::<T>(&case.w));
-        let params = mode(&case.mode)
-            .stride(case.stride)
-            .dilation(case.dilation);
+        let params = mode(&case.mode).stride(case.stride).dilation(case.dilation);
         for (name, convolve, correlate) in signal_engines::<T>() {
             let what = |op: &str| {
                 format!(
@@ -70,9 +69,19 @@ fn check_signal_fixtures<T: NdFloat>(rtol: f64) {
                 )
             };
             let y = convolve(x.view(), w.view(), params).unwrap();
-            assert_close(y.as_slice().unwrap(), &case.convolve, rtol, &what("convolve"));
+            assert_close(
+                y.as_slice().unwrap(),
+                &case.convolve,
+                rtol,
+                &what("convolve"),
+            );
             let y = correlate(x.view(), w.view(), params).unwrap();
-            assert_close(y.as_slice().unwrap(), &case.correlate, rtol, &what("correlate"));
+            assert_close(
+                y.as_slice().unwrap(),
+                &case.correlate,
+                rtol,
+                &what("correlate"),
+            );
         }
     }
 }
@@ -192,7 +201,10 @@ fn check_conv_fixtures<T: NdFloat>(rtol: f64) {
                 y.as_slice().unwrap(),
                 &case.y,
                 rtol,
-                &format!("case {i} {name} {p:?} x{:?} w{:?}", case.x_shape, case.w_shape),
+                &format!(
+                    "case {i} {name} {p:?} x{:?} w{:?}",
+                    case.x_shape, case.w_shape
+                ),
             );
         }
     }
@@ -266,8 +278,7 @@ fn zero_input_channels_give_the_bias() {
 fn errors_name_the_numbers() {
     let x = Array3::<f32>::zeros((2, 4, 5));
     let w = Array3::<f32>::zeros((3, 4, 3));
-    let e = naive::conv1d(x.view(), w.view(), None, ConvParams::default().dilation(3))
-        .unwrap_err();
+    let e = naive::conv1d(x.view(), w.view(), None, ConvParams::default().dilation(3)).unwrap_err();
     assert_eq!(
         e,
         Error::KernelTooLarge {
@@ -282,15 +293,28 @@ fn errors_name_the_numbers() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("8 channels") && msg.contains("has 4"), "{msg}");
-    let msg = fast::conv1d(x.view(), w.view(), None, ConvParams::default().stride(2).padding(Padding::Same))
-        .unwrap_err()
-        .to_string();
+    let msg = fast::conv1d(
+        x.view(),
+        w.view(),
+        None,
+        ConvParams::default().stride(2).padding(Padding::Same),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(msg.contains("stride 2") && msg.contains("'same'"), "{msg}");
 }
 
 // ---------------------------------------------------------------- naive == fast
 
-fn conv_case() -> impl Strategy<Value = (Array3<f64>, Array3<f64>, Option<Array1<f64>>, ConvParams, Layout)> {
+fn conv_case() -> impl Strategy<
+    Value = (
+        Array3<f64>,
+        Array3<f64>,
+        Option<Array1<f64>>,
+        ConvParams,
+        Layout,
+    ),
+> {
     (
         1usize..4,  // batch
         1usize..4,  // groups
@@ -348,7 +372,10 @@ fn check_naive_equals_fast<T: NdFloat>(
         (Ok(e), Ok(v), Ok(g)) => {
             let e = to_f64(&e);
             prop_assert_eq!(to_f64(&v), e.clone(), "naive depends on the layout");
-            prop_assert_eq!(g.shape(), &[x.dim().0, w.dim().0, e.len() / (x.dim().0 * w.dim().0)][..]);
+            prop_assert_eq!(
+                g.shape(),
+                &[x.dim().0, w.dim().0, e.len() / (x.dim().0 * w.dim().0)][..]
+            );
             if let Some(m) = mismatch(g.as_standard_layout().as_slice().unwrap(), &e, rtol) {
                 return Err(TestCaseError::fail(m));
             }
@@ -357,14 +384,27 @@ fn check_naive_equals_fast<T: NdFloat>(
             prop_assert_eq!(&e, &v);
             prop_assert_eq!(e, g);
         }
-        (e, v, g) => prop_assert!(false, "naive {:?} / {:?} but fast {:?}", e.err(), v.err(), g.err()),
+        (e, v, g) => prop_assert!(
+            false,
+            "naive {:?} / {:?} but fast {:?}",
+            e.err(),
+            v.err(),
+            g.err()
+        ),
     }
     Ok(())
 }
 
 fn signal_case() -> impl Strategy<Value = (Array1<f64>, Array1<f64>, SignalParams, Layout)> {
-    (1usize..300, 1usize..40, 0usize..3, 1usize..5, 1usize..4, 0usize..3).prop_flat_map(
-        |(n, m, mode, s, d, layout)| {
+    (
+        1usize..300,
+        1usize..40,
+        0usize..3,
+        1usize..5,
+        1usize..4,
+        0usize..3,
+    )
+        .prop_flat_map(|(n, m, mode, s, d, layout)| {
             let params = [Mode::Full, Mode::Same, Mode::Valid][mode]
                 .stride(s)
                 .dilation(d);
@@ -373,8 +413,7 @@ fn signal_case() -> impl Strategy<Value = (Array1<f64>, Array1<f64>, SignalParam
                 proptest::collection::vec(-1.0f64..1.0, m),
             )
                 .prop_map(move |(x, w)| (Array1::from(x), Array1::from(w), params, LAYOUTS[layout]))
-        },
-    )
+        })
 }
 
 fn check_signal_naive_equals_fast<T: NdFloat>(
@@ -388,11 +427,17 @@ fn check_signal_naive_equals_fast<T: NdFloat>(
     let w = w.mapv(|v| T::from(v).unwrap());
     let (xs, ws) = (Stored1::new(&x, layout), Stored1::new(&w, layout));
     for (naive_fn, fast_fn) in [
-        (naive::convolve::<T> as SignalFn<T>, fast::convolve::<T> as SignalFn<T>),
+        (
+            naive::convolve::<T> as SignalFn<T>,
+            fast::convolve::<T> as SignalFn<T>,
+        ),
         (naive::correlate::<T>, fast::correlate::<T>),
     ] {
         let e = to_f64(&naive_fn(x.view(), w.view(), params).unwrap());
-        prop_assert_eq!(to_f64(&naive_fn(xs.view(), ws.view(), params).unwrap()), e.clone());
+        prop_assert_eq!(
+            to_f64(&naive_fn(xs.view(), ws.view(), params).unwrap()),
+            e.clone()
+        );
         let g = fast_fn(xs.view(), ws.view(), params).unwrap();
         if let Some(m) = mismatch(g.as_slice().unwrap(), &e, rtol) {
             return Err(TestCaseError::fail(m));

@@ -11,10 +11,10 @@
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::parallel::prelude::*;
-use rayon::slice::ParallelSliceMut;
 use ndarray::{
     Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, Axis, NdFloat, s,
 };
+use rayon::slice::ParallelSliceMut;
 
 use crate::error::Result;
 use crate::shape::{Conv1dGeometry, ConvParams, SignalOp, SignalParams};
@@ -119,7 +119,8 @@ pub fn conv1d<T: NdFloat>(
                 for g in 0..geo.groups {
                     let channels = x_n.slice(s![g * c_in_per_group..(g + 1) * c_in_per_group, ..]);
                     im2col(channels, &geo, cols.view_mut());
-                    let mut y = out_n.slice_mut(s![g * c_out_per_group..(g + 1) * c_out_per_group, ..]);
+                    let mut y =
+                        out_n.slice_mut(s![g * c_out_per_group..(g + 1) * c_out_per_group, ..]);
                     if let Some(b) = b {
                         let b = b.slice(s![g * c_out_per_group..(g + 1) * c_out_per_group]);
                         y.assign(&b.insert_axis(Axis(1)));

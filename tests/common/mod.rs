@@ -32,12 +32,16 @@ pub fn mismatch<T: NdFloat>(actual: &[T], expected: &[f64], rtol: f64) -> Option
         ));
     }
     let scale = expected.iter().fold(0.0f64, |m, e| m.max(e.abs()));
-    actual.iter().zip(expected).enumerate().find_map(|(i, (a, &e))| {
-        let a = a.to_f64().expect("float converts to f64");
-        let tol = rtol * e.abs().max(scale);
-        ((a - e).abs() > tol || a.is_nan() != e.is_nan())
-            .then(|| format!("element {i}: got {a}, expected {e} (tolerance {tol:e})"))
-    })
+    actual
+        .iter()
+        .zip(expected)
+        .enumerate()
+        .find_map(|(i, (a, &e))| {
+            let a = a.to_f64().expect("float converts to f64");
+            let tol = rtol * e.abs().max(scale);
+            ((a - e).abs() > tol || a.is_nan() != e.is_nan())
+                .then(|| format!("element {i}: got {a}, expected {e} (tolerance {tol:e})"))
+        })
 }
 
 /// Panic with a useful message unless `actual` is close to `expected` (see [`mismatch`]).
@@ -48,8 +52,12 @@ pub fn assert_close<T: NdFloat>(actual: &[T], expected: &[f64], rtol: f64, what:
 }
 
 /// The elements of any array, in logical (row-major) order, as f64.
-pub fn to_f64<T: NdFloat, D: ndarray::Dimension>(a: &ndarray::ArrayBase<impl ndarray::Data<Elem = T>, D>) -> Vec<f64> {
-    a.iter().map(|v| v.to_f64().expect("float converts to f64")).collect()
+pub fn to_f64<T: NdFloat, D: ndarray::Dimension>(
+    a: &ndarray::ArrayBase<impl ndarray::Data<Elem = T>, D>,
+) -> Vec<f64> {
+    a.iter()
+        .map(|v| v.to_f64().expect("float converts to f64"))
+        .collect()
 }
 
 /// Cast f64 values to `T`.
