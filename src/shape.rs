@@ -65,7 +65,21 @@ fn positive(name: &'static str, value: usize) -> Result<()> {
 pub fn effective_kernel(kernel: usize, dilation: usize) -> Result<usize> {
     positive("kernel size", kernel)?;
     positive("dilation", dilation)?;
-    Ok(dilation * (kernel - 1) + 1)
+    dilation
+        .checked_mul(kernel - 1)
+        .and_then(|v| v.checked_add(1))
+        .ok_or_else(|| {
+            Error::param(
+                "dilation",
+                format!("kernel {kernel} with dilation {dilation} spans more than usize::MAX"),
+            )
+        })
+}
+
+/// `a + b`, or an error naming `what` when the sum does not fit in a `usize`.
+fn add(a: usize, b: usize, what: &'static str) -> Result<usize> {
+    a.checked_add(b)
+        .ok_or_else(|| Error::param(what, format!("{a} + {b} overflows usize")))
 }
 
 impl Padding {
@@ -124,7 +138,7 @@ pub fn conv_output_len(
 ) -> Result<usize> {
     positive("stride", stride)?;
     let span = effective_kernel(kernel, dilation)?;
-    let padded = n + pads.total();
+    let padded = add(add(n, pads.left, "padding")?, pads.right, "padding")?;
     if span > padded {
         return Err(Error::KernelTooLarge {
             kernel,
@@ -159,7 +173,12 @@ pub fn conv_transpose_output_len(
             ),
         ));
     }
-    let full = n.saturating_sub(1) * stride + span + output_padding;
+    let full = n
+        .saturating_sub(1)
+        .checked_mul(stride)
+        .and_then(|v| v.checked_add(span))
+        .and_then(|v| v.checked_add(output_padding))
+        .ok_or_else(|| Error::param("stride", "the output length overflows usize"))?;
     if n == 0 || full <= 2 * padding {
         return Err(Error::param(
             "padding",
@@ -244,9 +263,9 @@ impl PoolParams {
         // PyTorch's arithmetic, signed: in ceil mode a window may start in the input and hang
         // past its padded end, so the numerator can be negative.
         let round_up = if self.ceil_mode { s - 1 } else { 0 };
-        let numerator = (n + 2 * p + round_up) as i128 - span as i128;
+        let numerator = n as i128 + 2 * p as i128 + round_up as i128 - span as i128;
         let mut out = numerator.div_euclid(s as i128) + 1;
-        if self.ceil_mode && (out - 1) * s as i128 >= (n + p) as i128 {
+        if self.ceil_mode && (out - 1) * s as i128 >= n as i128 + p as i128 {
             out -= 1;
         }
         if out < 1 {
@@ -524,7 +543,7 @@ impl SignalParams {
         let span = effective_kernel(m, self.dilation)?;
         let (long, short) = (n.max(span), n.min(span));
         let (offset, len) = match self.mode {
-            Mode::Full => (0, n + span - 1),
+            Mode::Full => (0, add(n, span - 1, "dilation")?),
             Mode::Valid => (short - 1, long - short + 1),
             Mode::Same => {
                 let dropped = match op {
