@@ -7,10 +7,14 @@
 //! 1. [`conv1d`](mod@conv1d): 1-D discrete convolution, cross-correlation and the `conv1d` layer.
 //! 2. [`shape`]: output sizes, padding rules and receptive fields.
 //!
+//! [`gemm`] holds the matrix-multiplication engines that im2col convolution runs on: the naive
+//! triple loop, a blocked and packed product with SIMD micro-kernels, and `matrixmultiply`.
+//!
 //! The glossary that maps the course's Spanish terms to these names is `chapters/README.md`.
 
 pub mod conv1d;
 pub mod error;
+pub mod gemm;
 pub mod shape;
 
 pub use conv1d::{conv1d, convolve, correlate};

@@ -1,0 +1,149 @@
+//! Cache-blocked, packed matrix product around a register-tile micro-kernel.
+//!
+//! `C ← α·A·B + β·C` is cut into blocks that fit the caches: a `KC × NC` block of B is packed
+//! once into column panels of width `NR` (they stay in L3/L2 while every row block of A uses them),
+//! an `MC × KC` block of A is packed into row panels of height `MR` (it stays in L2), and the
+//! micro-kernel multiplies one A panel by one B panel into an `MR × NR` tile held in registers,
+//! reading both panels front to back. Row blocks of C run on all cores.
+
+use ndarray::parallel::prelude::*;
+use ndarray::{ArrayView2, ArrayViewMut2, Axis, s};
+
+use super::kernel::{Isa, MicroKernel, Scalar};
+
+/// Depth of a packed panel: `KC` steps of the micro-kernel per tile.
+const KC: usize = 256;
+/// Rows of A packed together (a multiple of every kernel's `MR`).
+const MC: usize = 96;
+/// Columns of B packed together (a multiple of every kernel's `NR`).
+const NC: usize = 2048;
+/// Below this many multiply-adds the product runs on one thread.
+const PARALLEL_WORK: usize = 1 << 21;
+
+/// Copy `A[rows, depth]` into panels of `mr` rows: panel `q` holds, for each `p`, the `mr` values
+/// `A[q·mr + i, p]`, zero past the last row. Rows are read front to back (the usual layout).
+fn pack_a<T: Scalar>(a: ArrayView2<T>, mr: usize, buf: &mut Vec<T>) {
+    let (rows, depth) = a.dim();
+    buf.clear();
+    buf.resize(rows.div_ceil(mr) * mr * depth, T::zero());
+    for (q, panel) in buf.chunks_exact_mut(mr * depth).enumerate() {
+        for (i, row) in a
+            .slice(s![q * mr..(q * mr + mr).min(rows), ..])
+            .outer_iter()
+            .enumerate()
+        {
+            for (dst, &v) in panel[i..].iter_mut().step_by(mr).zip(row) {
+                *dst = v;
+            }
+        }
+    }
+}
+
+/// Copy `B[depth, cols]` into panels of `nr` columns: panel `q` holds, for each `p`, the `nr`
+/// values `B[p, q·nr + j]`, zero past the last column.
+fn pack_b<T: Scalar>(b: ArrayView2<T>, nr: usize, buf: &mut Vec<T>) {
+    let (depth, cols) = b.dim();
+    buf.clear();
+    buf.resize(cols.div_ceil(nr) * nr * depth, T::zero());
+    for (q, panel) in buf.chunks_exact_mut(nr * depth).enumerate() {
+        let block = b.slice(s![.., q * nr..(q * nr + nr).min(cols)]);
+        for (dst, row) in panel.chunks_exact_mut(nr).zip(block.outer_iter()) {
+            for (d, &v) in dst.iter_mut().zip(row) {
+                *d = v;
+            }
+        }
+    }
+}
+
+/// `C ← α·A·B + β·C` with the micro-kernel of `isa`. Shapes must agree ([`super::gemm`] checks).
+/// Returns `false` if this processor cannot run `isa`.
+pub fn gemm_with<T: Scalar>(
+    isa: Isa,
+    alpha: T,
+    a: ArrayView2<T>,
+    b: ArrayView2<T>,
+    beta: T,
+    mut c: ArrayViewMut2<T>,
+) -> bool {
+    let Some(kernel) = T::micro_kernel(isa) else {
+        return false;
+    };
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    if m == 0 || n == 0 {
+        return true;
+    }
+    if k == 0 {
+        scale(&mut c, beta);
+        return true;
+    }
+    let parallel = m * n * k >= PARALLEL_WORK;
+    let mut packed_b = Vec::new();
+    for jc in (0..n).step_by(NC) {
+        let nc = NC.min(n - jc);
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            pack_b(
+                b.slice(s![pc..pc + kc, jc..jc + nc]),
+                kernel.nr,
+                &mut packed_b,
+            );
+            // The first depth block applies β; later ones add to what is there.
+            let beta_here = if pc == 0 { beta } else { T::one() };
+            let a_block = a.slice(s![.., pc..pc + kc]);
+            let mut c_block = c.slice_mut(s![.., jc..jc + nc]);
+            let packed_b = &packed_b;
+            let work =
+                |packed_a: &mut Vec<T>, (c_rows, a_rows): (ArrayViewMut2<T>, ArrayView2<T>)| {
+                    pack_a(a_rows, kernel.mr, packed_a);
+                    macro_kernel(&kernel, kc, packed_a, packed_b, alpha, beta_here, c_rows);
+                };
+            if parallel {
+                c_block
+                    .axis_chunks_iter_mut(Axis(0), MC)
+                    .into_par_iter()
+                    .zip(a_block.axis_chunks_iter(Axis(0), MC).into_par_iter())
+                    .for_each_init(Vec::new, work);
+            } else {
+                let mut packed_a = Vec::new();
+                c_block
+                    .axis_chunks_iter_mut(Axis(0), MC)
+                    .zip(a_block.axis_chunks_iter(Axis(0), MC))
+                    .for_each(|pair| work(&mut packed_a, pair));
+            }
+        }
+    }
+    true
+}
+
+/// Multiply the packed `rows × kc` block of A by the packed `kc × cols` block of B, tile by tile,
+/// and fold each tile into C: `C ← α·tile + β·C`.
+fn macro_kernel<T: Scalar>(
+    kernel: &MicroKernel<T>,
+    kc: usize,
+    packed_a: &[T],
+    packed_b: &[T],
+    alpha: T,
+    beta: T,
+    mut c: ArrayViewMut2<T>,
+) {
+    let (mr, nr) = (kernel.mr, kernel.nr);
+    let (rows, cols) = c.dim();
+    for (jr, b_panel) in packed_b.chunks_exact(kc * nr).enumerate() {
+        let j0 = jr * nr;
+        for (ir, a_panel) in packed_a.chunks_exact(kc * mr).enumerate() {
+            let i0 = ir * mr;
+            let mut block = c.slice_mut(s![i0..(i0 + mr).min(rows), j0..(j0 + nr).min(cols)]);
+            kernel.update(kc, a_panel, b_panel, alpha, beta, &mut block);
+        }
+    }
+}
+
+/// `C ← β·C`, writing zeros (not `0·C`) when `β = 0`.
+fn scale<T: Scalar>(c: &mut ArrayViewMut2<T>, beta: T) {
+    if beta == T::zero() {
+        c.fill(T::zero());
+    } else {
+        c.mapv_inplace(|v| v * beta);
+    }
+}

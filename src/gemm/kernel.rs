@@ -1,0 +1,326 @@
+//! Register-tile micro-kernels: `AB = Σ_p a[p] ⊗ b[p]`, an `MR × NR` tile accumulated in
+//! registers from a packed `MR`-row panel of A and a packed `NR`-column panel of B.
+//!
+//! The portable kernel is plain Rust and runs everywhere (and in the tests on x86_64 too); the
+//! AVX2 + FMA kernels are chosen at run time when the processor has those instructions.
+
+use ndarray::{ArrayViewMut2, NdFloat};
+
+/// The instruction set a micro-kernel uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// Plain Rust, every target.
+    Portable,
+    /// x86_64 AVX2 with fused multiply-add.
+    Avx2Fma,
+}
+
+impl Isa {
+    /// Every instruction set this processor can run, portable first.
+    pub fn available() -> Vec<Isa> {
+        let mut isas = vec![Isa::Portable];
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            isas.push(Isa::Avx2Fma);
+        }
+        isas
+    }
+
+    /// The fastest instruction set this processor can run.
+    pub fn best() -> Isa {
+        *Isa::available()
+            .last()
+            .expect("portable is always available")
+    }
+}
+
+/// `(kc, a, b, α, β, C)`: a tile folded straight into C.
+type UpdateFn<T> = fn(usize, &[T], &[T], T, T, &mut ArrayViewMut2<T>);
+
+/// The largest `MR × NR` tile of any micro-kernel.
+pub const MAX_TILE: usize = 96;
+
+/// A micro-kernel and its tile: `run(kc, a, b, ab)` reads `a` (`kc` groups of `mr` values) and
+/// `b` (`kc` groups of `nr` values) and writes the `mr × nr` tile `ab` (row-major).
+#[derive(Clone, Copy)]
+pub struct MicroKernel<T> {
+    /// Rows of the tile.
+    pub mr: usize,
+    /// Columns of the tile.
+    pub nr: usize,
+    run: fn(usize, &[T], &[T], &mut [T]),
+    /// Computes the tile and folds it straight into a full `mr × nr` block of C whose rows are
+    /// contiguous: `C ← α·AB + β·C`, saving the round trip through a buffer.
+    update: Option<UpdateFn<T>>,
+}
+
+impl<T: NdFloat> MicroKernel<T> {
+    /// Compute one tile into `ab`. Panics if the slices are shorter than `kc·mr`, `kc·nr` and
+    /// `mr·nr`.
+    pub fn run(&self, kc: usize, a: &[T], b: &[T], ab: &mut [T]) {
+        assert!(
+            a.len() >= kc * self.mr && b.len() >= kc * self.nr && ab.len() >= self.mr * self.nr
+        );
+        (self.run)(kc, a, b, ab)
+    }
+
+    /// `C ← α·AB + β·C` for one tile; with `β = 0`, `C` is not read. `c` may be any `mr' × nr'`
+    /// block with `mr' ≤ mr`, `nr' ≤ nr` (the tile's top-left part is used).
+    pub fn update(&self, kc: usize, a: &[T], b: &[T], alpha: T, beta: T, c: &mut ArrayViewMut2<T>) {
+        let (rows, cols) = c.dim();
+        assert!(rows <= self.mr && cols <= self.nr);
+        if let Some(update) = self
+            .update
+            .filter(|_| (rows, cols) == (self.mr, self.nr) && c.strides()[1] == 1)
+        {
+            assert!(a.len() >= kc * self.mr && b.len() >= kc * self.nr);
+            return update(kc, a, b, alpha, beta, c);
+        }
+        let mut ab = [T::zero(); MAX_TILE];
+        self.run(kc, a, b, &mut ab);
+        for ((i, j), dst) in c.indexed_iter_mut() {
+            let v = alpha * ab[i * self.nr + j];
+            *dst = if beta == T::zero() {
+                v
+            } else {
+                v + beta * *dst
+            };
+        }
+    }
+}
+
+/// Scalars with micro-kernels: `f32` and `f64`.
+pub trait Scalar: NdFloat {
+    /// The micro-kernel for `isa`, or `None` if this processor cannot run it.
+    fn micro_kernel(isa: Isa) -> Option<MicroKernel<Self>>;
+}
+
+const PORTABLE_MR: usize = 4;
+const PORTABLE_NR: usize = 8;
+
+fn portable<T: NdFloat>(kc: usize, a: &[T], b: &[T], ab: &mut [T]) {
+    let mut acc = [[T::zero(); PORTABLE_NR]; PORTABLE_MR];
+    for (ap, bp) in a
+        .chunks_exact(PORTABLE_MR)
+        .zip(b.chunks_exact(PORTABLE_NR))
+        .take(kc)
+    {
+        for (row, &ai) in acc.iter_mut().zip(ap) {
+            for (c, &bj) in row.iter_mut().zip(bp) {
+                *c += ai * bj;
+            }
+        }
+    }
+    for (dst, row) in ab.chunks_exact_mut(PORTABLE_NR).zip(&acc) {
+        dst.copy_from_slice(row);
+    }
+}
+
+fn portable_kernel<T: NdFloat>() -> MicroKernel<T> {
+    MicroKernel {
+        mr: PORTABLE_MR,
+        nr: PORTABLE_NR,
+        run: portable::<T>,
+        update: None,
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// Rows of the AVX2 tile: 6 rows × 2 vectors = 12 accumulators, leaving 4 of the 16 ymm
+    /// registers for the two B vectors and the broadcast of A.
+    pub const MR: usize = 6;
+    pub const NR_F32: usize = 16;
+    pub const NR_F64: usize = 8;
+
+    macro_rules! tile {
+        ($name:ident, $update:ident, $t:ty, $nr:expr, $lanes:expr, $zero:ident, $load:ident,
+         $set1:ident, $fma:ident, $mul:ident, $store:ident) => {
+            /// # Safety
+            /// The processor must support AVX2 and FMA; `a`, `b`, `ab` must hold at least
+            /// `kc·MR`, `kc·NR` and `MR·NR` elements.
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn $name(kc: usize, a: *const $t, b: *const $t, ab: *mut $t) {
+                let mut c = [[$zero(); 2]; MR];
+                for p in 0..kc {
+                    // SAFETY: p < kc, so p·NR + NR ≤ kc·NR and p·MR + MR ≤ kc·MR elements are
+                    // in the slices the caller passed; loads are unaligned.
+                    unsafe {
+                        let b0 = $load(b.add(p * $nr));
+                        let b1 = $load(b.add(p * $nr + $lanes));
+                        for (i, row) in c.iter_mut().enumerate() {
+                            let ai = $set1(*a.add(p * MR + i));
+                            row[0] = $fma(ai, b0, row[0]);
+                            row[1] = $fma(ai, b1, row[1]);
+                        }
+                    }
+                }
+                for (i, row) in c.iter().enumerate() {
+                    // SAFETY: i < MR, so i·NR + NR ≤ MR·NR elements of `ab`.
+                    unsafe {
+                        $store(ab.add(i * $nr), row[0]);
+                        $store(ab.add(i * $nr + $lanes), row[1]);
+                    }
+                }
+            }
+
+            /// # Safety
+            /// As for the tile function; `c` points to an `MR × NR` block whose rows start
+            /// `rs` elements apart and whose elements within a row are contiguous.
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn $update(
+                kc: usize,
+                a: *const $t,
+                b: *const $t,
+                alpha: $t,
+                beta: $t,
+                c: *mut $t,
+                rs: isize,
+            ) {
+                let mut acc = [[$zero(); 2]; MR];
+                for p in 0..kc {
+                    // SAFETY: as in the tile function.
+                    unsafe {
+                        let b0 = $load(b.add(p * $nr));
+                        let b1 = $load(b.add(p * $nr + $lanes));
+                        for (i, row) in acc.iter_mut().enumerate() {
+                            let ai = $set1(*a.add(p * MR + i));
+                            row[0] = $fma(ai, b0, row[0]);
+                            row[1] = $fma(ai, b1, row[1]);
+                        }
+                    }
+                }
+                let (va, vb) = ($set1(alpha), $set1(beta));
+                for (i, row) in acc.iter().enumerate() {
+                    // SAFETY: row i of the block starts at c + i·rs and holds NR contiguous
+                    // elements, as the caller guarantees.
+                    unsafe {
+                        let dst = c.offset(i as isize * rs);
+                        for (h, &v) in row.iter().enumerate() {
+                            let d = dst.add(h * $lanes);
+                            let scaled = $mul(va, v);
+                            let out = if beta == 0.0 {
+                                scaled
+                            } else {
+                                $fma(vb, $load(d), scaled)
+                            };
+                            $store(d, out);
+                        }
+                    }
+                }
+            }
+        };
+    }
+
+    tile!(
+        tile_f32,
+        update_f32,
+        f32,
+        NR_F32,
+        8,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_set1_ps,
+        _mm256_fmadd_ps,
+        _mm256_mul_ps,
+        _mm256_storeu_ps
+    );
+    tile!(
+        tile_f64,
+        update_f64,
+        f64,
+        NR_F64,
+        4,
+        _mm256_setzero_pd,
+        _mm256_loadu_pd,
+        _mm256_set1_pd,
+        _mm256_fmadd_pd,
+        _mm256_mul_pd,
+        _mm256_storeu_pd
+    );
+
+    use ndarray::ArrayViewMut2;
+
+    /// Checks that `c` is a full tile with contiguous rows; the pointer and row stride for
+    /// the update functions.
+    fn block<T>(c: &mut ArrayViewMut2<T>, nr: usize) -> (*mut T, isize) {
+        assert!(c.dim() == (MR, nr) && c.strides()[1] == 1);
+        (c.as_mut_ptr(), c.strides()[0])
+    }
+
+    pub fn update_f32_c(
+        kc: usize,
+        a: &[f32],
+        b: &[f32],
+        alpha: f32,
+        beta: f32,
+        c: &mut ArrayViewMut2<f32>,
+    ) {
+        let (ptr, rs) = block(c, NR_F32);
+        // SAFETY: handed out only after AVX2 and FMA were detected; `MicroKernel::update`
+        // checked the lengths of `a` and `b`, and `block` that `c` is an MR × NR block with
+        // contiguous rows `rs` apart.
+        unsafe { update_f32(kc, a.as_ptr(), b.as_ptr(), alpha, beta, ptr, rs) }
+    }
+
+    pub fn update_f64_c(
+        kc: usize,
+        a: &[f64],
+        b: &[f64],
+        alpha: f64,
+        beta: f64,
+        c: &mut ArrayViewMut2<f64>,
+    ) {
+        let (ptr, rs) = block(c, NR_F64);
+        // SAFETY: as in `update_f32_c`.
+        unsafe { update_f64(kc, a.as_ptr(), b.as_ptr(), alpha, beta, ptr, rs) }
+    }
+
+    pub fn run_f32(kc: usize, a: &[f32], b: &[f32], ab: &mut [f32]) {
+        // SAFETY: this function is only handed out by `micro_kernel(Isa::Avx2Fma)` after
+        // `is_x86_feature_detected!` confirmed AVX2 and FMA, and `MicroKernel::run` checked the
+        // slice lengths.
+        unsafe { tile_f32(kc, a.as_ptr(), b.as_ptr(), ab.as_mut_ptr()) }
+    }
+
+    pub fn run_f64(kc: usize, a: &[f64], b: &[f64], ab: &mut [f64]) {
+        // SAFETY: as in `run_f32`.
+        unsafe { tile_f64(kc, a.as_ptr(), b.as_ptr(), ab.as_mut_ptr()) }
+    }
+}
+
+impl Scalar for f32 {
+    fn micro_kernel(isa: Isa) -> Option<MicroKernel<f32>> {
+        match isa {
+            Isa::Portable => Some(portable_kernel()),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => Isa::available().contains(&isa).then_some(MicroKernel {
+                mr: avx2::MR,
+                nr: avx2::NR_F32,
+                run: avx2::run_f32,
+                update: Some(avx2::update_f32_c),
+            }),
+            #[cfg(not(target_arch = "x86_64"))]
+            Isa::Avx2Fma => None,
+        }
+    }
+}
+
+impl Scalar for f64 {
+    fn micro_kernel(isa: Isa) -> Option<MicroKernel<f64>> {
+        match isa {
+            Isa::Portable => Some(portable_kernel()),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => Isa::available().contains(&isa).then_some(MicroKernel {
+                mr: avx2::MR,
+                nr: avx2::NR_F64,
+                run: avx2::run_f64,
+                update: Some(avx2::update_f64_c),
+            }),
+            #[cfg(not(target_arch = "x86_64"))]
+            Isa::Avx2Fma => None,
+        }
+    }
+}
