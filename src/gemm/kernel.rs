@@ -38,7 +38,7 @@ impl Isa {
 type UpdateFn<T> = fn(usize, &[T], &[T], T, T, &mut ArrayViewMut2<T>);
 
 /// The largest `MR × NR` tile of any micro-kernel.
-pub const MAX_TILE: usize = 96;
+const MAX_TILE: usize = 96;
 
 /// A micro-kernel and its tile: `run(kc, a, b, ab)` reads `a` (`kc` groups of `mr` values) and
 /// `b` (`kc` groups of `nr` values) and writes the `mr × nr` tile `ab` (row-major).
