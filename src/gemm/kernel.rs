@@ -136,39 +136,14 @@ mod avx2 {
     pub const NR_F64: usize = 8;
 
     macro_rules! tile {
-        ($name:ident, $update:ident, $t:ty, $nr:expr, $lanes:expr, $zero:ident, $load:ident,
+        ($update:ident, $t:ty, $nr:expr, $lanes:expr, $zero:ident, $load:ident,
          $set1:ident, $fma:ident, $mul:ident, $store:ident) => {
+            /// `C ← α·AB + β·C` for one `MR × NR` tile (`C` not read when `β = 0`).
+            ///
             /// # Safety
-            /// The processor must support AVX2 and FMA; `a`, `b`, `ab` must hold at least
-            /// `kc·MR`, `kc·NR` and `MR·NR` elements.
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn $name(kc: usize, a: *const $t, b: *const $t, ab: *mut $t) {
-                let mut c = [[$zero(); 2]; MR];
-                for p in 0..kc {
-                    // SAFETY: p < kc, so p·NR + NR ≤ kc·NR and p·MR + MR ≤ kc·MR elements are
-                    // in the slices the caller passed; loads are unaligned.
-                    unsafe {
-                        let b0 = $load(b.add(p * $nr));
-                        let b1 = $load(b.add(p * $nr + $lanes));
-                        for (i, row) in c.iter_mut().enumerate() {
-                            let ai = $set1(*a.add(p * MR + i));
-                            row[0] = $fma(ai, b0, row[0]);
-                            row[1] = $fma(ai, b1, row[1]);
-                        }
-                    }
-                }
-                for (i, row) in c.iter().enumerate() {
-                    // SAFETY: i < MR, so i·NR + NR ≤ MR·NR elements of `ab`.
-                    unsafe {
-                        $store(ab.add(i * $nr), row[0]);
-                        $store(ab.add(i * $nr + $lanes), row[1]);
-                    }
-                }
-            }
-
-            /// # Safety
-            /// As for the tile function; `c` points to an `MR × NR` block whose rows start
-            /// `rs` elements apart and whose elements within a row are contiguous.
+            /// The processor must support AVX2 and FMA; `a` and `b` must hold at least `kc·MR`
+            /// and `kc·NR` elements; `c` points to an `MR × NR` block whose rows start `rs`
+            /// elements apart and whose elements within a row are contiguous.
             #[target_feature(enable = "avx2,fma")]
             unsafe fn $update(
                 kc: usize,
@@ -181,7 +156,8 @@ mod avx2 {
             ) {
                 let mut acc = [[$zero(); 2]; MR];
                 for p in 0..kc {
-                    // SAFETY: as in the tile function.
+                    // SAFETY: p < kc, so p·NR + NR ≤ kc·NR and p·MR + MR ≤ kc·MR elements are
+                    // in the buffers the caller passed; loads are unaligned.
                     unsafe {
                         let b0 = $load(b.add(p * $nr));
                         let b1 = $load(b.add(p * $nr + $lanes));
@@ -215,7 +191,6 @@ mod avx2 {
     }
 
     tile!(
-        tile_f32,
         update_f32,
         f32,
         NR_F32,
@@ -228,7 +203,6 @@ mod avx2 {
         _mm256_storeu_ps
     );
     tile!(
-        tile_f64,
         update_f64,
         f64,
         NR_F64,
@@ -281,13 +255,33 @@ mod avx2 {
     pub fn run_f32(kc: usize, a: &[f32], b: &[f32], ab: &mut [f32]) {
         // SAFETY: this function is only handed out by `micro_kernel(Isa::Avx2Fma)` after
         // `is_x86_feature_detected!` confirmed AVX2 and FMA, and `MicroKernel::run` checked the
-        // slice lengths.
-        unsafe { tile_f32(kc, a.as_ptr(), b.as_ptr(), ab.as_mut_ptr()) }
+        // slice lengths; `ab` is an MR × NR row-major block, rows NR apart.
+        unsafe {
+            update_f32(
+                kc,
+                a.as_ptr(),
+                b.as_ptr(),
+                1.0,
+                0.0,
+                ab.as_mut_ptr(),
+                NR_F32 as isize,
+            )
+        }
     }
 
     pub fn run_f64(kc: usize, a: &[f64], b: &[f64], ab: &mut [f64]) {
         // SAFETY: as in `run_f32`.
-        unsafe { tile_f64(kc, a.as_ptr(), b.as_ptr(), ab.as_mut_ptr()) }
+        unsafe {
+            update_f64(
+                kc,
+                a.as_ptr(),
+                b.as_ptr(),
+                1.0,
+                0.0,
+                ab.as_mut_ptr(),
+                NR_F64 as isize,
+            )
+        }
     }
 }
 
