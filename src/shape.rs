@@ -662,8 +662,9 @@ impl Network {
         let mut field = Some(Field::INPUT);
         let mut rows = Vec::with_capacity(self.layers.len());
         for &(name, layer) in &self.layers {
-            let params;
-            match (layer, shape.as_slice()) {
+            // Each layer gives its output shape, its parameters, and the window it slides (a
+            // layer without one connects every unit to the whole input).
+            let (output, params, window) = match (layer, shape.as_slice()) {
                 (
                     Layer::Conv2d {
                         out_channels,
@@ -679,40 +680,26 @@ impl Network {
                         ));
                     }
                     let (h, w) = (conv.output_len(h, kernel)?, conv.output_len(w, kernel)?);
-                    shape = vec![out_channels, h, w];
-                    params = out_channels * (c * kernel * kernel + 1);
-                    field = field
-                        .map(|f| {
-                            f.then(Window {
-                                kernel,
-                                stride: conv.stride,
-                                dilation: conv.dilation,
-                            })
-                        })
-                        .transpose()?;
+                    let window = Window {
+                        kernel,
+                        stride: conv.stride,
+                        dilation: conv.dilation,
+                    };
+                    let params = out_channels * (c * kernel * kernel + 1);
+                    (vec![out_channels, h, w], params, Some(window))
                 }
                 (Layer::MaxPool2d(pool), &[c, h, w]) => {
-                    shape = vec![c, pool.output_len(h)?, pool.output_len(w)?];
-                    params = 0;
-                    field = field
-                        .map(|f| {
-                            f.then(Window {
-                                kernel: pool.kernel,
-                                stride: pool.stride.unwrap_or(pool.kernel),
-                                dilation: pool.dilation,
-                            })
-                        })
-                        .transpose()?;
+                    let window = Window {
+                        kernel: pool.kernel,
+                        stride: pool.stride.unwrap_or(pool.kernel),
+                        dilation: pool.dilation,
+                    };
+                    let output = vec![c, pool.output_len(h)?, pool.output_len(w)?];
+                    (output, 0, Some(window))
                 }
-                (Layer::Flatten, dims) => {
-                    shape = vec![dims.iter().product()];
-                    params = 0;
-                    field = None;
-                }
+                (Layer::Flatten, dims) => (vec![dims.iter().product()], 0, None),
                 (Layer::Linear { out_features }, &[features]) => {
-                    shape = vec![out_features];
-                    params = out_features * (features + 1);
-                    field = None;
+                    (vec![out_features], out_features * (features + 1), None)
                 }
                 (_, dims) => {
                     return Err(Error::shape(
@@ -720,7 +707,12 @@ impl Network {
                         format!("layer {name} ({layer:?}) cannot take input of shape {dims:?}"),
                     ));
                 }
-            }
+            };
+            field = match window {
+                Some(window) => field.map(|f| f.then(window)).transpose()?,
+                None => None,
+            };
+            shape = output;
             rows.push(LayerShape {
                 name,
                 output: shape.clone(),

@@ -78,7 +78,8 @@ pub fn gemm_with<T: Scalar>(
         return true;
     }
     let parallel = m * n * k >= PARALLEL_WORK;
-    let mut packed_b = Vec::new();
+    // Packing buffers live across blocks; parallel workers keep one A buffer each instead.
+    let (mut packed_a, mut packed_b) = (Vec::new(), Vec::new());
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
         for pc in (0..k).step_by(KC) {
@@ -105,7 +106,6 @@ pub fn gemm_with<T: Scalar>(
                     .zip(a_block.axis_chunks_iter(Axis(0), MC).into_par_iter())
                     .for_each_init(Vec::new, work);
             } else {
-                let mut packed_a = Vec::new();
                 c_block
                     .axis_chunks_iter_mut(Axis(0), MC)
                     .zip(a_block.axis_chunks_iter(Axis(0), MC))

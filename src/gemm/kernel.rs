@@ -16,14 +16,23 @@ pub enum Isa {
 }
 
 impl Isa {
+    /// Whether this processor can run the instruction set.
+    pub fn is_available(self) -> bool {
+        match self {
+            Isa::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(not(target_arch = "x86_64"))]
+            Isa::Avx2Fma => false,
+        }
+    }
+
     /// Every instruction set this processor can run, portable first.
     pub fn available() -> Vec<Isa> {
-        let mut isas = vec![Isa::Portable];
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            isas.push(Isa::Avx2Fma);
-        }
-        isas
+        [Isa::Portable, Isa::Avx2Fma]
+            .into_iter()
+            .filter(|isa| isa.is_available())
+            .collect()
     }
 
     /// The fastest instruction set this processor can run.
@@ -127,6 +136,8 @@ fn portable_kernel<T: NdFloat>() -> MicroKernel<T> {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use super::MicroKernel;
+    use ndarray::ArrayViewMut2;
     use std::arch::x86_64::*;
 
     /// Rows of the AVX2 tile: 6 rows × 2 vectors = 12 accumulators, leaving 4 of the 16 ymm
@@ -135,8 +146,10 @@ mod avx2 {
     pub const NR_F32: usize = 16;
     pub const NR_F64: usize = 8;
 
+    /// Defines `$kernel()`, the AVX2 micro-kernel for `$t` with its safe entry points, around
+    /// `$update`, the one routine that accumulates a tile and folds it into a block of C.
     macro_rules! tile {
-        ($update:ident, $t:ty, $nr:expr, $lanes:expr, $zero:ident, $load:ident,
+        ($kernel:ident, $update:ident, $t:ty, $nr:expr, $lanes:expr, $zero:ident, $load:ident,
          $set1:ident, $fma:ident, $mul:ident, $store:ident) => {
             /// `C ← α·AB + β·C` for one `MR × NR` tile (`C` not read when `β = 0`).
             ///
@@ -187,10 +200,52 @@ mod avx2 {
                     }
                 }
             }
+
+            /// The micro-kernel; only call after [`super::Isa::Avx2Fma`] was found available.
+            pub fn $kernel() -> MicroKernel<$t> {
+                fn run(kc: usize, a: &[$t], b: &[$t], ab: &mut [$t]) {
+                    // SAFETY: the kernel is handed out only after `is_x86_feature_detected!`
+                    // confirmed AVX2 and FMA; `MicroKernel::run` checked the slice lengths, and
+                    // `ab` is an MR × NR row-major block, rows NR apart.
+                    unsafe {
+                        $update(
+                            kc,
+                            a.as_ptr(),
+                            b.as_ptr(),
+                            1.0,
+                            0.0,
+                            ab.as_mut_ptr(),
+                            $nr as isize,
+                        )
+                    }
+                }
+                fn update(
+                    kc: usize,
+                    a: &[$t],
+                    b: &[$t],
+                    alpha: $t,
+                    beta: $t,
+                    c: &mut ArrayViewMut2<$t>,
+                ) {
+                    assert!(c.dim() == (MR, $nr) && c.strides()[1] == 1);
+                    let (ptr, rs) = (c.as_mut_ptr(), c.strides()[0]);
+                    // SAFETY: AVX2 and FMA were detected (see `run`); `MicroKernel::update`
+                    // checked the lengths of `a` and `b`, and the assertion above that `c` is an
+                    // MR × NR block with contiguous rows `rs` apart.
+                    unsafe { $update(kc, a.as_ptr(), b.as_ptr(), alpha, beta, ptr, rs) }
+                }
+                MicroKernel {
+                    mr: MR,
+                    nr: $nr,
+                    run,
+                    update: Some(update),
+                }
+            }
         };
     }
 
     tile!(
+        kernel_f32,
         update_f32,
         f32,
         NR_F32,
@@ -203,6 +258,7 @@ mod avx2 {
         _mm256_storeu_ps
     );
     tile!(
+        kernel_f64,
         update_f64,
         f64,
         NR_F64,
@@ -214,107 +270,26 @@ mod avx2 {
         _mm256_mul_pd,
         _mm256_storeu_pd
     );
-
-    use ndarray::ArrayViewMut2;
-
-    /// Checks that `c` is a full tile with contiguous rows; the pointer and row stride for
-    /// the update functions.
-    fn block<T>(c: &mut ArrayViewMut2<T>, nr: usize) -> (*mut T, isize) {
-        assert!(c.dim() == (MR, nr) && c.strides()[1] == 1);
-        (c.as_mut_ptr(), c.strides()[0])
-    }
-
-    pub fn update_f32_c(
-        kc: usize,
-        a: &[f32],
-        b: &[f32],
-        alpha: f32,
-        beta: f32,
-        c: &mut ArrayViewMut2<f32>,
-    ) {
-        let (ptr, rs) = block(c, NR_F32);
-        // SAFETY: handed out only after AVX2 and FMA were detected; `MicroKernel::update`
-        // checked the lengths of `a` and `b`, and `block` that `c` is an MR × NR block with
-        // contiguous rows `rs` apart.
-        unsafe { update_f32(kc, a.as_ptr(), b.as_ptr(), alpha, beta, ptr, rs) }
-    }
-
-    pub fn update_f64_c(
-        kc: usize,
-        a: &[f64],
-        b: &[f64],
-        alpha: f64,
-        beta: f64,
-        c: &mut ArrayViewMut2<f64>,
-    ) {
-        let (ptr, rs) = block(c, NR_F64);
-        // SAFETY: as in `update_f32_c`.
-        unsafe { update_f64(kc, a.as_ptr(), b.as_ptr(), alpha, beta, ptr, rs) }
-    }
-
-    pub fn run_f32(kc: usize, a: &[f32], b: &[f32], ab: &mut [f32]) {
-        // SAFETY: this function is only handed out by `micro_kernel(Isa::Avx2Fma)` after
-        // `is_x86_feature_detected!` confirmed AVX2 and FMA, and `MicroKernel::run` checked the
-        // slice lengths; `ab` is an MR × NR row-major block, rows NR apart.
-        unsafe {
-            update_f32(
-                kc,
-                a.as_ptr(),
-                b.as_ptr(),
-                1.0,
-                0.0,
-                ab.as_mut_ptr(),
-                NR_F32 as isize,
-            )
-        }
-    }
-
-    pub fn run_f64(kc: usize, a: &[f64], b: &[f64], ab: &mut [f64]) {
-        // SAFETY: as in `run_f32`.
-        unsafe {
-            update_f64(
-                kc,
-                a.as_ptr(),
-                b.as_ptr(),
-                1.0,
-                0.0,
-                ab.as_mut_ptr(),
-                NR_F64 as isize,
-            )
-        }
-    }
 }
 
-impl Scalar for f32 {
-    fn micro_kernel(isa: Isa) -> Option<MicroKernel<f32>> {
-        match isa {
-            Isa::Portable => Some(portable_kernel()),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => Isa::available().contains(&isa).then_some(MicroKernel {
-                mr: avx2::MR,
-                nr: avx2::NR_F32,
-                run: avx2::run_f32,
-                update: Some(avx2::update_f32_c),
-            }),
-            #[cfg(not(target_arch = "x86_64"))]
-            Isa::Avx2Fma => None,
+macro_rules! scalar {
+    ($t:ty, $avx2:ident) => {
+        impl Scalar for $t {
+            fn micro_kernel(isa: Isa) -> Option<MicroKernel<$t>> {
+                if !isa.is_available() {
+                    return None;
+                }
+                match isa {
+                    Isa::Portable => Some(portable_kernel()),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2Fma => Some(avx2::$avx2()),
+                    #[cfg(not(target_arch = "x86_64"))]
+                    Isa::Avx2Fma => None,
+                }
+            }
         }
-    }
+    };
 }
 
-impl Scalar for f64 {
-    fn micro_kernel(isa: Isa) -> Option<MicroKernel<f64>> {
-        match isa {
-            Isa::Portable => Some(portable_kernel()),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => Isa::available().contains(&isa).then_some(MicroKernel {
-                mr: avx2::MR,
-                nr: avx2::NR_F64,
-                run: avx2::run_f64,
-                update: Some(avx2::update_f64_c),
-            }),
-            #[cfg(not(target_arch = "x86_64"))]
-            Isa::Avx2Fma => None,
-        }
-    }
-}
+scalar!(f32, kernel_f32);
+scalar!(f64, kernel_f64);
