@@ -6,17 +6,20 @@
 //!
 //! 1. [`conv1d`](mod@conv1d): 1-D discrete convolution, cross-correlation and the `conv1d` layer.
 //! 2. [`shape`]: output sizes, padding rules and receptive fields.
-//!
-//! [`gemm`] holds the matrix-multiplication engines that im2col convolution runs on: the naive
-//! triple loop, a blocked and packed product with SIMD micro-kernels, and `matrixmultiply`.
+//! 3. [`conv2d`](mod@conv2d): 2-D and 3-D convolution layers, SciPy's `convolve2d` / `correlate2d`.
+//! 4. [`im2col`]: unfold / fold, convolution as one matrix product, and the [`gemm`] engines.
 //!
 //! The glossary that maps the course's Spanish terms to these names is `chapters/README.md`.
 
 pub mod conv1d;
+pub mod conv2d;
 pub mod error;
 pub mod gemm;
+pub mod im2col;
 pub mod shape;
 
 pub use conv1d::{conv1d, convolve, correlate};
+pub use conv2d::{conv2d, conv3d, convolve2d, correlate2d};
 pub use error::{Error, Result};
-pub use shape::{ConvParams, Mode, Padding, PoolParams, SignalParams};
+pub use im2col::{fold, unfold};
+pub use shape::{Conv2dParams, Conv3dParams, ConvParams, Mode, Padding, PoolParams, SignalParams};

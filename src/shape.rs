@@ -347,54 +347,156 @@ impl ConvParams {
     }
 }
 
-/// Every size of a `conv1d` call, checked: input `(N, C_in, L_in)`, weight
-/// `(C_out, C_in / groups, K)`, output `(N, C_out, L_out)`.
+/// Hyper-parameters of a convolution over `D` spatial axes (PyTorch's `conv2d` / `conv3d`
+/// arguments), one value per axis: `Conv2dParams` for `(H, W)`, `Conv3dParams` for `(D, H, W)`.
+///
+/// ```
+/// use convlab::shape::{Conv2dParams, Padding};
+/// // stride 2 on both axes, 'same'-Keras padding on rows and one zero on each side of columns.
+/// let p = Conv2dParams::default().stride(2).paddings([Padding::KerasSame, Padding::Explicit(1)]);
+/// assert_eq!(p.strides, [2, 2]);
+/// assert_eq!(p.axis(0).output_len(7, 3).unwrap(), 4);
+/// assert_eq!(p.axis(1).output_len(7, 3).unwrap(), 4);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Conv1dGeometry {
+pub struct ConvNdParams<const D: usize> {
+    /// Stride per axis.
+    pub strides: [usize; D],
+    /// Padding per axis.
+    pub paddings: [Padding; D],
+    /// Dilation per axis.
+    pub dilations: [usize; D],
+    /// Channel groups (see [`ConvParams::groups`]).
+    pub groups: usize,
+}
+
+/// Parameters of a 2-D convolution, per axis `(H, W)`.
+pub type Conv2dParams = ConvNdParams<2>;
+/// Parameters of a 3-D convolution, per axis `(D, H, W)`.
+pub type Conv3dParams = ConvNdParams<3>;
+
+impl<const D: usize> Default for ConvNdParams<D> {
+    fn default() -> Self {
+        ConvParams::default().into()
+    }
+}
+
+/// The same stride, padding and dilation on every axis.
+impl<const D: usize> From<ConvParams> for ConvNdParams<D> {
+    fn from(p: ConvParams) -> Self {
+        ConvNdParams {
+            strides: [p.stride; D],
+            paddings: [p.padding; D],
+            dilations: [p.dilation; D],
+            groups: p.groups,
+        }
+    }
+}
+
+impl<const D: usize> ConvNdParams<D> {
+    /// The same stride on every axis.
+    pub fn stride(mut self, stride: usize) -> Self {
+        self.strides = [stride; D];
+        self
+    }
+    /// One stride per axis.
+    pub fn strides(mut self, strides: [usize; D]) -> Self {
+        self.strides = strides;
+        self
+    }
+    /// The same padding on every axis: a number of zeros per side or a [`Padding`] rule.
+    pub fn padding(mut self, padding: impl Into<Padding>) -> Self {
+        self.paddings = [padding.into(); D];
+        self
+    }
+    /// One padding per axis.
+    pub fn paddings(mut self, paddings: [Padding; D]) -> Self {
+        self.paddings = paddings;
+        self
+    }
+    /// The same dilation on every axis.
+    pub fn dilation(mut self, dilation: usize) -> Self {
+        self.dilations = [dilation; D];
+        self
+    }
+    /// One dilation per axis.
+    pub fn dilations(mut self, dilations: [usize; D]) -> Self {
+        self.dilations = dilations;
+        self
+    }
+    /// Set the number of groups.
+    pub fn groups(mut self, groups: usize) -> Self {
+        self.groups = groups;
+        self
+    }
+    /// The 1-D parameters of axis `i` (groups included).
+    pub fn axis(&self, i: usize) -> ConvParams {
+        ConvParams {
+            stride: self.strides[i],
+            padding: self.paddings[i],
+            dilation: self.dilations[i],
+            groups: self.groups,
+        }
+    }
+}
+
+/// Every size of a convolution call over `D` spatial axes, checked: input
+/// `(N, C_in, *input)`, weight `(C_out, C_in / groups, *kernel)`, output `(N, C_out, *output)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry<const D: usize> {
     /// Batch size `N`.
     pub batch: usize,
     /// Input channels `C_in`.
     pub c_in: usize,
-    /// Input length `L_in`.
-    pub l_in: usize,
     /// Output channels `C_out`.
     pub c_out: usize,
-    /// Kernel size `K`.
-    pub kernel: usize,
-    /// Output length `L_out`.
-    pub l_out: usize,
-    /// Zeros before and after the input.
-    pub pads: Pads,
-    /// Stride `s`.
-    pub stride: usize,
-    /// Dilation `d`.
-    pub dilation: usize,
     /// Number of groups.
     pub groups: usize,
+    /// Input size per spatial axis.
+    pub input: [usize; D],
+    /// Kernel size per spatial axis.
+    pub kernel: [usize; D],
+    /// Output size per spatial axis.
+    pub output: [usize; D],
+    /// Zeros before and after the input, per axis.
+    pub pads: [Pads; D],
+    /// Stride per axis.
+    pub stride: [usize; D],
+    /// Dilation per axis.
+    pub dilation: [usize; D],
 }
 
-impl Conv1dGeometry {
-    /// Check the shapes of a `conv1d` call the way PyTorch does and compute the output length.
+/// The geometry of `conv1d`: input `(N, C_in, L_in)`, weight `(C_out, C_in / groups, K)`.
+pub type Conv1dGeometry = ConvGeometry<1>;
+
+impl<const D: usize> ConvGeometry<D> {
+    /// Check the shapes of a convolution call the way PyTorch does and compute the output size.
+    /// `input` is `(N, C_in, spatial sizes)`, `weight` is `(C_out, C_in / groups, kernel sizes)`.
     pub fn new(
-        input: (usize, usize, usize),
-        weight: (usize, usize, usize),
+        input: (usize, usize, [usize; D]),
+        weight: (usize, usize, [usize; D]),
         bias_len: Option<usize>,
-        params: ConvParams,
+        params: impl Into<ConvNdParams<D>>,
     ) -> Result<Self> {
-        const OP: &str = "conv1d";
-        let (batch, c_in, l_in) = input;
+        let params = params.into();
+        let op = match D {
+            1 => "conv1d",
+            2 => "conv2d",
+            _ => "conv3d",
+        };
+        let (batch, c_in, sizes) = input;
         let (c_out, c_in_per_group, kernel) = weight;
         let groups = params.groups;
         positive("groups", groups)?;
         if c_out == 0 {
             return Err(Error::shape(
-                OP,
+                op,
                 format!("weight {weight:?} has no output channels; expected C_out ≥ 1"),
             ));
         }
         if c_out % groups != 0 {
             return Err(Error::shape(
-                OP,
+                op,
                 format!(
                     "groups = {groups} must divide the output channels, \
                      but weight {weight:?} has C_out = {c_out}"
@@ -403,7 +505,7 @@ impl Conv1dGeometry {
         }
         if c_in_per_group * groups != c_in {
             return Err(Error::shape(
-                OP,
+                op,
                 format!(
                     "weight {weight:?} with groups = {groups} expects input with \
                      {} channels, but input {input:?} has {c_in}",
@@ -413,29 +515,34 @@ impl Conv1dGeometry {
         }
         if let Some(len) = bias_len.filter(|&len| len != c_out) {
             return Err(Error::shape(
-                OP,
+                op,
                 format!("bias has {len} elements, expected C_out = {c_out}"),
             ));
         }
-        let pads = params.pads(l_in, kernel)?;
-        let l_out = conv_output_len(l_in, kernel, params.stride, pads, params.dilation)?;
-        if l_in == 0 && batch > 0 && c_in > 0 {
+        let mut pads = [Pads::default(); D];
+        let mut output = [0; D];
+        for i in 0..D {
+            let axis = params.axis(i);
+            pads[i] = axis.pads(sizes[i], kernel[i])?;
+            output[i] = conv_output_len(sizes[i], kernel[i], axis.stride, pads[i], axis.dilation)?;
+        }
+        if sizes.contains(&0) && batch > 0 && c_in > 0 {
             return Err(Error::EmptyInput {
-                op: OP,
-                what: "input length (with N > 0 and C_in > 0)",
+                op,
+                what: "spatial size (with N > 0 and C_in > 0)",
             });
         }
-        Ok(Conv1dGeometry {
+        Ok(ConvGeometry {
             batch,
             c_in,
-            l_in,
             c_out,
-            kernel,
-            l_out,
-            pads,
-            stride: params.stride,
-            dilation: params.dilation,
             groups,
+            input: sizes,
+            kernel,
+            output,
+            pads,
+            stride: params.strides,
+            dilation: params.dilations,
         })
     }
 }
@@ -557,6 +664,60 @@ impl SignalParams {
             pad_left: span - 1 - offset,
             len: (len - 1) / self.stride + 1,
         })
+    }
+}
+
+impl SignalFrame {
+    /// The frame along one axis of SciPy's `convolve2d` / `correlate2d` (zero fill) of an input
+    /// of size `n` with a kernel of size `m`: 'full' keeps `n + m − 1` outputs, 'same' keeps `n`
+    /// (the first input's size) centred on the full result — `⌊(m − 1)/2⌋` full outputs dropped on
+    /// the left for `convolve2d`, `⌊m/2⌋` for `correlate2d` — and 'valid' keeps
+    /// `max(n, m) − min(n, m) + 1`. Output `i` reads the input from `i − pad_left` on.
+    pub fn scipy(n: usize, m: usize, mode: Mode, op: SignalOp) -> Result<SignalFrame> {
+        if n == 0 || m == 0 {
+            return Err(Error::EmptyInput {
+                op: "convolve2d/correlate2d",
+                what: "input and kernel",
+            });
+        }
+        let (offset, len) = match mode {
+            Mode::Full => (0, n + m - 1),
+            Mode::Valid => (n.min(m) - 1, n.max(m) - n.min(m) + 1),
+            Mode::Same => match op {
+                SignalOp::Convolve => ((m - 1) / 2, n),
+                SignalOp::Correlate => (m / 2, n),
+            },
+        };
+        Ok(SignalFrame {
+            pad_left: m - 1 - offset,
+            len,
+        })
+    }
+}
+
+impl SignalFrame {
+    /// The frames of both axes of a SciPy 2-D call on an input of shape `x` with a kernel of
+    /// shape `w`, with SciPy's rule that in 'valid' mode one of the two must be at least as large
+    /// as the other along every axis.
+    pub fn scipy_2d(
+        x: (usize, usize),
+        w: (usize, usize),
+        mode: Mode,
+        op: SignalOp,
+    ) -> Result<[SignalFrame; 2]> {
+        if mode == Mode::Valid && !((x.0 >= w.0 && x.1 >= w.1) || (x.0 <= w.0 && x.1 <= w.1)) {
+            return Err(Error::shape(
+                "convolve2d/correlate2d",
+                format!(
+                    "in 'valid' mode one input must be at least as large as the other along \
+                     every axis, got {x:?} and {w:?}"
+                ),
+            ));
+        }
+        Ok([
+            SignalFrame::scipy(x.0, w.0, mode, op)?,
+            SignalFrame::scipy(x.1, w.1, mode, op)?,
+        ])
     }
 }
 

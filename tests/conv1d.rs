@@ -187,9 +187,11 @@ fn check_conv_fixtures<T: NdFloat>(rtol: f64) {
         let w = array3::<T>(&case.w, case.w_shape);
         let b = case.b.as_ref().map(|b| Array1::from(cast::<T>(b)));
         let p = params(case.stride, &case.padding, case.dilation, case.groups);
-        let geo = Conv1dGeometry::new(x.dim(), w.dim(), b.as_ref().map(|b| b.len()), p).unwrap();
+        let ([n, c, l], [o, c_g, k]) = (case.x_shape, case.w_shape);
+        let geo = Conv1dGeometry::new((n, c, [l]), (o, c_g, [k]), b.as_ref().map(|b| b.len()), p)
+            .unwrap();
         assert_eq!(
-            [geo.pads.left, geo.pads.right],
+            [geo.pads[0].left, geo.pads[0].right],
             case.pads,
             "case {i}: padding {:?}",
             p.padding
@@ -364,7 +366,7 @@ fn check_naive_equals_fast<T: NdFloat>(
     let x = x.mapv(|v| T::from(v).unwrap());
     let w = w.mapv(|v| T::from(v).unwrap());
     let b = b.as_ref().map(|b| b.mapv(|v| T::from(v).unwrap()));
-    let (xs, ws) = (Stored3::new(&x, layout), Stored3::new(&w, layout));
+    let (xs, ws) = (Stored::new(&x, layout), Stored::new(&w, layout));
     let expected = naive::conv1d(x.view(), w.view(), b.as_ref().map(|b| b.view()), p);
     let on_layout = naive::conv1d(xs.view(), ws.view(), b.as_ref().map(|b| b.view()), p);
     let got = fast::conv1d(xs.view(), ws.view(), b.as_ref().map(|b| b.view()), p);
@@ -425,7 +427,7 @@ fn check_signal_naive_equals_fast<T: NdFloat>(
 ) -> std::result::Result<(), TestCaseError> {
     let x = x.mapv(|v| T::from(v).unwrap());
     let w = w.mapv(|v| T::from(v).unwrap());
-    let (xs, ws) = (Stored1::new(&x, layout), Stored1::new(&w, layout));
+    let (xs, ws) = (Stored::new(&x, layout), Stored::new(&w, layout));
     for (naive_fn, fast_fn) in [
         (
             naive::convolve::<T> as SignalFn<T>,

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Regenerate the golden fixtures of chapters 1-2 under tests/fixtures/.
 
-Reference results come from NumPy (np.convolve, np.correlate) and PyTorch
-(torch.nn.functional.conv1d, max_pool1d, avg_pool1d, conv_transpose1d), computed in float64.
+Reference results come from NumPy (np.convolve, np.correlate), SciPy (signal.convolve2d,
+signal.correlate2d) and PyTorch (torch.nn.functional.conv1d, conv2d, conv3d, unfold, fold,
+max_pool1d, conv_transpose1d), computed in float64.
 Inputs are rounded to float32 first, so the same cases test the f32 kernels too. The files
 record the library versions that produced them. Building and testing convlab never runs this.
 
-    python3 -m venv /tmp/venv && /tmp/venv/bin/pip install numpy torch
+    python3 -m venv /tmp/venv && /tmp/venv/bin/pip install numpy scipy torch
     /tmp/venv/bin/python tools/gen_fixtures.py
 """
 
@@ -14,6 +15,8 @@ import json
 import pathlib
 
 import numpy as np
+import scipy
+from scipy import signal
 import torch
 import torch.nn.functional as F
 
@@ -37,7 +40,7 @@ def dilate(w, d):
 
 
 def generator():
-    return f"numpy {np.__version__}, torch {torch.__version__}"
+    return f"numpy {np.__version__}, scipy {scipy.__version__}, torch {torch.__version__}"
 
 
 def signal_cases():
@@ -203,6 +206,110 @@ def conv_transpose_cases():
     return cases
 
 
+PADDING_SPECS = ["valid", "same", "full", "keras_same", 0, 1, 2]
+
+
+def convnd_case(dims, max_size, max_kernel):
+    """One random conv2d/conv3d call, its result or PyTorch's refusal."""
+    groups = int(rng.choice([1, 1, 2, 3]))
+    c_in = groups * int(rng.integers(1, 3))
+    c_out = groups * int(rng.integers(1, 3))
+    batch = int(rng.integers(1, 3))
+    sizes = [int(rng.integers(1, max_size)) for _ in range(dims)]
+    kernel = [int(rng.integers(1, max_kernel)) for _ in range(dims)]
+    strides = [int(rng.choice([1, 1, 2, 3])) for _ in range(dims)]
+    dilations = [int(rng.choice([1, 1, 2])) for _ in range(dims)]
+    if rng.random() < 0.6:
+        specs = [PADDING_SPECS[int(rng.integers(len(PADDING_SPECS)))]] * dims
+    else:
+        specs = [PADDING_SPECS[int(rng.integers(len(PADDING_SPECS)))] for _ in range(dims)]
+        # PyTorch's 'same' exists only with stride 1; per axis, convlab holds to that too.
+        specs = ["keras_same" if sp == "same" and s > 1 else sp for sp, s in zip(specs, strides)]
+    resolved = [torch_padding(sp, n, k, s, d)
+                for sp, n, k, s, d in zip(specs, sizes, kernel, strides, dilations)]
+    pads = [p for _, p in resolved]
+    x = values(batch, c_in, *sizes)
+    w = values(c_out, c_in // groups, *kernel)
+    b = values(c_out) if rng.random() < 0.7 else None
+    case = {"x": flat(x), "x_shape": list(x.shape), "w": flat(w), "w_shape": list(w.shape),
+            "b": None if b is None else flat(b), "strides": strides, "paddings": specs,
+            "pads": [list(p) for p in pads], "dilations": dilations, "groups": groups}
+    xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+    bt = None if b is None else torch.from_numpy(b)
+    conv = F.conv2d if dims == 2 else F.conv3d
+    native = [p for p, _ in resolved]
+    try:
+        if len(set(map(str, specs))) == 1 and isinstance(native[0], str):
+            # One rule for every axis: let PyTorch apply its own 'valid' / 'same'.
+            y = conv(xt, wt, bt, stride=strides, padding=native[0], dilation=dilations,
+                     groups=groups)
+        else:
+            # Zeros placed by hand (F.pad takes the last axis first), then no padding.
+            flat_pads = [v for l, r in reversed(pads) for v in (l, r)]
+            y = conv(F.pad(xt, flat_pads), wt, bt, stride=strides, padding=0,
+                     dilation=dilations, groups=groups)
+    except RuntimeError as e:
+        case["error"] = str(e).splitlines()[0]
+        return case
+    case["y"] = flat(y.numpy())
+    case["y_shape"] = list(y.shape)
+    return case
+
+
+def convnd_cases(dims, count, max_size, max_kernel):
+    cases, errors = [], []
+    while len(cases) < count:
+        case = convnd_case(dims, max_size, max_kernel)
+        if "error" in case:
+            if len(errors) < 20:
+                errors.append(case)
+        else:
+            cases.append(case)
+    return {"cases": cases, "errors": errors}
+
+
+def unfold_cases():
+    cases = []
+    while len(cases) < 60:
+        batch, c = int(rng.integers(1, 3)), int(rng.integers(1, 4))
+        h, w = int(rng.integers(1, 10)), int(rng.integers(1, 10))
+        kernel = [int(rng.integers(1, 4)), int(rng.integers(1, 4))]
+        stride = [int(rng.integers(1, 3)), int(rng.integers(1, 3))]
+        padding = [int(rng.integers(0, 3)), int(rng.integers(0, 3))]
+        dilation = [int(rng.integers(1, 3)), int(rng.integers(1, 3))]
+        x = values(batch, c, h, w)
+        args = dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation)
+        try:
+            cols = F.unfold(torch.from_numpy(x), **args)
+        except RuntimeError:
+            continue
+        y = values(*cols.shape)
+        folded = F.fold(torch.from_numpy(y), output_size=(h, w), **args)
+        cases.append({"x": flat(x), "x_shape": list(x.shape), "kernel": kernel,
+                      "stride": stride, "padding": padding, "dilation": dilation,
+                      "unfold": flat(cols.numpy()), "unfold_shape": list(cols.shape),
+                      "cols": flat(y), "fold": flat(folded.numpy())})
+    return cases
+
+
+def signal2d_cases():
+    cases = []
+    for _ in range(120):
+        x = values(int(rng.integers(1, 9)), int(rng.integers(1, 9)))
+        w = values(int(rng.integers(1, 6)), int(rng.integers(1, 6)))
+        mode = str(rng.choice(["full", "same", "valid"]))
+        case = {"x": flat(x), "x_shape": list(x.shape), "w": flat(w), "w_shape": list(w.shape),
+                "mode": mode}
+        try:
+            case["convolve"] = flat(signal.convolve2d(x, w, mode))
+            case["correlate"] = flat(signal.correlate2d(x, w, mode))
+            case["shape"] = list(signal.convolve2d(x, w, mode).shape)
+        except ValueError as e:
+            case["error"] = str(e)
+        cases.append(case)
+    return cases
+
+
 def write(name, payload):
     payload = {"generator": generator(), **payload}
     path = OUT / name
@@ -218,6 +325,10 @@ def main():
     write("conv1d.json", {"cases": cases, "errors": random_errors + shape_errors,
                           "accepted": accepted})
     write("shape.json", {"pool": pool_cases(), "conv_transpose": conv_transpose_cases()})
+    write("conv2d.json", convnd_cases(2, 100, 10, 5))
+    write("conv3d.json", convnd_cases(3, 30, 6, 4))
+    write("unfold.json", {"cases": unfold_cases()})
+    write("signal2d.json", {"cases": signal2d_cases()})
 
 
 if __name__ == "__main__":

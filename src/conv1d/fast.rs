@@ -11,12 +11,11 @@
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::parallel::prelude::*;
-use ndarray::{
-    Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, Axis, NdFloat, s,
-};
+use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView3, Axis, NdFloat, s};
 use rayon::slice::ParallelSliceMut;
 
 use crate::error::Result;
+use crate::im2col::{Patches, im2col_1d};
 use crate::shape::{Conv1dGeometry, ConvParams, SignalOp, SignalParams};
 
 /// Outputs computed together by one pass over the kernel taps: small enough that the block and
@@ -99,62 +98,43 @@ pub fn conv1d<T: NdFloat>(
     b: Option<ArrayView1<T>>,
     params: ConvParams,
 ) -> Result<Array3<T>> {
-    let geo = Conv1dGeometry::new(x.dim(), w.dim(), b.map(|b| b.len()), params)?;
-    let c_in_per_group = geo.c_in / geo.groups;
-    let c_out_per_group = geo.c_out / geo.groups;
-    let rows = c_in_per_group * geo.kernel;
+    let ((n, c_in, l), (c_out, c_in_per_group, k_len)) = (x.dim(), w.dim());
+    let geo = Conv1dGeometry::new(
+        (n, c_in, [l]),
+        (c_out, c_in_per_group, [k_len]),
+        b.map(|b| b.len()),
+        params,
+    )?;
+    let patches = Patches::from(&geo);
+    let c_out_per_group = c_out / geo.groups;
+    let rows = c_in_per_group * k_len;
+    let l_out = geo.output[0];
     // The weight as a (C_out) × (C_in/g · K) matrix: row c_out holds w[c_out, c, k] at c·K + k.
     let w = w.as_standard_layout();
     let w_rows = w
         .view()
-        .into_shape_with_order((geo.c_out, rows))
+        .into_shape_with_order((c_out, rows))
         .expect("a standard-layout array reshapes to its own element count");
-    let mut out = Array3::<T>::zeros((geo.batch, geo.c_out, geo.l_out));
+    let mut out = Array3::<T>::zeros((n, c_out, l_out));
     out.outer_iter_mut()
         .into_par_iter()
         .zip(x.outer_iter().into_par_iter())
         .for_each_init(
-            || Array2::<T>::zeros((rows, geo.l_out)),
+            || Array2::<T>::zeros((rows, l_out)),
             |cols, (mut out_n, x_n)| {
                 for g in 0..geo.groups {
                     let channels = x_n.slice(s![g * c_in_per_group..(g + 1) * c_in_per_group, ..]);
-                    im2col(channels, &geo, cols.view_mut());
-                    let mut y =
-                        out_n.slice_mut(s![g * c_out_per_group..(g + 1) * c_out_per_group, ..]);
+                    im2col_1d(channels, &patches, cols.view_mut());
+                    let group_out = s![g * c_out_per_group..(g + 1) * c_out_per_group, ..];
+                    let mut y = out_n.slice_mut(group_out);
                     if let Some(b) = b {
                         let b = b.slice(s![g * c_out_per_group..(g + 1) * c_out_per_group]);
                         y.assign(&b.insert_axis(Axis(1)));
                     }
-                    let w_g = w_rows.slice(s![g * c_out_per_group..(g + 1) * c_out_per_group, ..]);
+                    let w_g = w_rows.slice(group_out);
                     general_mat_mul(T::one(), &w_g, &*cols, T::one(), &mut y);
                 }
             },
         );
     Ok(out)
-}
-
-/// Unroll the patches of one image's channels `(C, L_in)` into `cols` `(C·K, L_out)`:
-/// `cols[c·K + k, i] = x̃[c, i·s + k·d]`, zero where the window hangs over the padding.
-fn im2col<T: NdFloat>(x: ArrayView2<T>, geo: &Conv1dGeometry, mut cols: ArrayViewMut2<T>) {
-    let (s, d, pad_left, l_in) = (geo.stride, geo.dilation, geo.pads.left, geo.l_in);
-    for (c, row) in x.outer_iter().enumerate() {
-        for k in 0..geo.kernel {
-            let mut col = cols.row_mut(c * geo.kernel + k);
-            let offset = k * d;
-            // Outputs i whose tap k lands inside the signal: pad_left ≤ i·s + k·d < pad_left + L_in.
-            let first = pad_left.saturating_sub(offset).div_ceil(s).min(geo.l_out);
-            let end = (pad_left + l_in)
-                .saturating_sub(offset)
-                .div_ceil(s)
-                .clamp(first, geo.l_out);
-            col.slice_mut(s![..first]).fill(T::zero());
-            col.slice_mut(s![end..]).fill(T::zero());
-            if first < end {
-                let start = first * s + offset - pad_left;
-                let src = row.slice(s![start..;s]);
-                col.slice_mut(s![first..end])
-                    .assign(&src.slice(s![..end - first]));
-            }
-        }
-    }
 }

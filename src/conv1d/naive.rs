@@ -79,18 +79,23 @@ pub fn conv1d<T: NdFloat>(
     b: Option<ArrayView1<T>>,
     params: ConvParams,
 ) -> Result<Array3<T>> {
-    let geo = Conv1dGeometry::new(x.dim(), w.dim(), b.map(|b| b.len()), params)?;
-    let c_in_per_group = geo.c_in / geo.groups;
-    let c_out_per_group = geo.c_out / geo.groups;
-    let (s, d, pad_left) = (geo.stride, geo.dilation, geo.pads.left);
+    let ((n, c_in, l), (c_out, c_in_per_group, k_len)) = (x.dim(), w.dim());
+    let geo = Conv1dGeometry::new(
+        (n, c_in, [l]),
+        (c_out, c_in_per_group, [k_len]),
+        b.map(|b| b.len()),
+        params,
+    )?;
+    let c_out_per_group = c_out / geo.groups;
+    let (s, d, pad_left) = (geo.stride[0], geo.dilation[0], geo.pads[0].left);
     Ok(Array3::from_shape_fn(
-        (geo.batch, geo.c_out, geo.l_out),
+        (n, c_out, geo.output[0]),
         |(n, c_out, i)| {
             let group = c_out / c_out_per_group;
             let mut y = b.map_or(T::zero(), |b| b[c_out]);
             for c in 0..c_in_per_group {
                 let row = x.slice(ndarray::s![n, group * c_in_per_group + c, ..]);
-                for k in 0..geo.kernel {
+                for k in 0..k_len {
                     y += padded(&row, i * s + k * d, pad_left) * w[[c_out, c, k]];
                 }
             }

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: fixture loading, tolerances, non-contiguous layouts.
 #![allow(dead_code)]
 
-use ndarray::{Array1, Array3, ArrayView1, ArrayView3, NdFloat, s};
+use ndarray::{Array, ArrayView, AxisDescription, Dimension, NdFloat, Slice};
 use std::path::PathBuf;
 
 /// Relative tolerance for f32 results against an f64 reference.
@@ -81,61 +81,51 @@ pub enum Layout {
 
 pub const LAYOUTS: [Layout; 3] = [Layout::Standard, Layout::Stepped, Layout::Permuted];
 
-/// Storage that owns the elements of a 3-D array in the given layout.
-pub struct Stored3<T> {
-    data: Array3<T>,
+/// Storage that owns the elements of an array in the given layout; `view()` shows the original
+/// values. `Stepped` leaves NaN between the elements, so a kernel that reads past its view fails.
+/// For 1-D arrays `Permuted` stores the elements in reverse (a negative stride).
+pub struct Stored<T, D: Dimension> {
+    data: Array<T, D>,
     layout: Layout,
 }
 
-impl<T: NdFloat> Stored3<T> {
-    pub fn new(a: &Array3<T>, layout: Layout) -> Self {
-        let (d0, d1, d2) = a.dim();
-        let data = match layout {
-            Layout::Standard => a.clone(),
-            Layout::Stepped => {
-                let mut big = Array3::from_elem((d0, d1, 2 * d2 + 1), T::nan());
-                big.slice_mut(s![.., .., 1..;2]).assign(a);
-                big
-            }
-            Layout::Permuted => a.clone().reversed_axes().as_standard_layout().into_owned(),
-        };
-        Stored3 { data, layout }
-    }
-
-    pub fn view(&self) -> ArrayView3<'_, T> {
-        match self.layout {
-            Layout::Standard => self.data.view(),
-            Layout::Stepped => self.data.slice(s![.., .., 1..;2]),
-            Layout::Permuted => self.data.view().reversed_axes(),
+fn step_last(ndim: usize) -> impl Fn(AxisDescription) -> Slice {
+    move |ax| {
+        if ax.axis.index() + 1 == ndim {
+            Slice::new(1, None, 2)
+        } else {
+            Slice::from(..)
         }
     }
 }
 
-/// Storage that owns the elements of a 1-D array in the given layout (`Permuted` = reversed).
-pub struct Stored1<T> {
-    data: Array1<T>,
-    layout: Layout,
-}
-
-impl<T: NdFloat> Stored1<T> {
-    pub fn new(a: &Array1<T>, layout: Layout) -> Self {
+impl<T: NdFloat, D: Dimension> Stored<T, D> {
+    pub fn new(a: &Array<T, D>, layout: Layout) -> Self {
+        let ndim = a.ndim();
         let data = match layout {
             Layout::Standard => a.clone(),
             Layout::Stepped => {
-                let mut big = Array1::from_elem(2 * a.len() + 1, T::nan());
-                big.slice_mut(s![1..;2]).assign(a);
+                let mut shape = a.raw_dim();
+                shape[ndim - 1] = 2 * shape[ndim - 1] + 1;
+                let mut big = Array::from_elem(shape, T::nan());
+                big.slice_each_axis_mut(step_last(ndim)).assign(a);
                 big
             }
-            Layout::Permuted => a.slice(s![..;-1]).to_owned(),
+            Layout::Permuted if ndim == 1 => {
+                a.slice_each_axis(|_| Slice::new(0, None, -1)).to_owned()
+            }
+            Layout::Permuted => a.clone().reversed_axes().as_standard_layout().into_owned(),
         };
-        Stored1 { data, layout }
+        Stored { data, layout }
     }
 
-    pub fn view(&self) -> ArrayView1<'_, T> {
+    pub fn view(&self) -> ArrayView<'_, T, D> {
+        let ndim = self.data.ndim();
         match self.layout {
             Layout::Standard => self.data.view(),
-            Layout::Stepped => self.data.slice(s![1..;2]),
-            Layout::Permuted => self.data.slice(s![..;-1]),
+            Layout::Stepped => self.data.slice_each_axis(step_last(ndim)),
+            Layout::Permuted if ndim == 1 => self.data.slice_each_axis(|_| Slice::new(0, None, -1)),
+            Layout::Permuted => self.data.view().reversed_axes(),
         }
     }
 }

@@ -1,0 +1,77 @@
+//! Chapter 3 benchmarks: conv2d naive vs fast on the course's layers, on one thread and on all
+//! cores. Throughput: one element = one floating-point operation,
+//! 2·N·C_out·H_out·W_out·(C_in/groups)·kH·kW, so `Gelem/s` reads as GFLOP/s (PyTorch's
+//! convention in `tools/bench_pytorch.py`).
+//!
+//!     cargo bench --bench conv2d
+//!     cargo bench --bench conv2d -- L2     # one layer
+
+use convlab::conv2d::{fast, naive};
+use convlab::shape::Conv2dParams;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use ndarray::{Array1, Array4};
+use std::hint::black_box;
+use std::time::Duration;
+
+fn tensor(shape: (usize, usize, usize, usize), seed: usize) -> Array4<f32> {
+    Array4::from_shape_fn(shape, |(a, b, c, d)| {
+        ((a * 131 + b * 31 + c * 17 + d * 7 + seed) % 23) as f32 / 11.0 - 1.0
+    })
+}
+
+fn layer(
+    c: &mut Criterion,
+    name: &str,
+    input: (usize, usize, usize, usize),
+    filters: usize,
+    k: usize,
+    pad: usize,
+) {
+    let x = tensor(input, 1);
+    let w = tensor((filters, input.1, k, k), 2);
+    let b = Array1::from_shape_fn(filters, |i| i as f32 / filters as f32);
+    let params = Conv2dParams::default().padding(pad);
+    let (h_out, w_out) = (
+        params.axis(0).output_len(input.2, k).unwrap(),
+        params.axis(1).output_len(input.3, k).unwrap(),
+    );
+    let flops = 2 * input.0 * filters * h_out * w_out * input.1 * k * k;
+    let mut group = c.benchmark_group(format!(
+        "conv2d {name} {input:?} x {filters} {k}x{k} p{pad}"
+    ));
+    group.throughput(Throughput::Elements(flops as u64));
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(3));
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        // The naive kernel is single-threaded: measure it once.
+        if threads == 1 {
+            group.bench_function(BenchmarkId::new("naive", "1t"), |bench| {
+                bench.iter(|| {
+                    naive::conv2d(black_box(x.view()), w.view(), Some(b.view()), params).unwrap()
+                })
+            });
+        }
+        group.bench_function(BenchmarkId::new("fast", format!("{threads}t")), |bench| {
+            pool.install(|| {
+                bench.iter(|| {
+                    fast::conv2d(black_box(x.view()), w.view(), Some(b.view()), params).unwrap()
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+fn layers(c: &mut Criterion) {
+    layer(c, "L1", (64, 1, 28, 28), 32, 5, 2);
+    layer(c, "L2", (64, 32, 14, 14), 64, 5, 2);
+    layer(c, "L3", (8, 64, 56, 56), 64, 3, 1);
+}
+
+criterion_group!(benches, layers);
+criterion_main!(benches);

@@ -1,0 +1,250 @@
+//! Fast kernels of chapter 3, with the same names and signatures as [`super::naive`].
+//!
+//! [`conv2d`] is im2col + GEMM: for each image and group the windows are unrolled into a
+//! `(C_in/g · kH · kW) × (H_out · W_out)` matrix ([`im2col_2d`]) and one matrix product with the
+//! `(C_out/g) × (C_in/g · kH · kW)` weight matrix gives every output channel at every position.
+//! Images run in parallel, each thread reusing its column buffer, so the columns of one image
+//! stay in cache while the product reads them. [`conv3d`] sums 2-D products over the depth taps:
+//! depth slice `t` of the output is `Σ_{k_t} W[:, :, k_t] · im2col(x[:, t·s_t + k_t·d_t − p_t])`.
+//! [`convolve2d`] / [`correlate2d`] are one im2col and one matrix–vector product.
+//! The `_with` variants take the GEMM engine, so tests can hold every engine to the same answer.
+
+use ndarray::parallel::prelude::*;
+use ndarray::{
+    Array2, Array4, Array5, ArrayView1, ArrayView2, ArrayView4, ArrayView5, ArrayViewMut2, Axis, s,
+};
+
+use crate::error::Result;
+use crate::gemm::{Engine, Scalar, gemm};
+use crate::im2col::{Patches, im2col_2d};
+use crate::shape::{Conv2dParams, Conv3dParams, ConvGeometry, Mode, Pads, SignalFrame, SignalOp};
+
+/// The GEMM engine the convolutions use by default: on the per-image im2col products of the
+/// course's CNN, matrixmultiply measured fastest (chapter 4's table).
+pub const DEFAULT_ENGINE: Engine = Engine::MatrixMultiply;
+
+/// `y ← b` broadcast along the rows (each output channel starts at its bias), or `y ← 0`.
+fn start_with_bias<T: Scalar>(mut y: ArrayViewMut2<T>, b: Option<ArrayView1<T>>) {
+    match b {
+        Some(b) => y.assign(&b.insert_axis(Axis(1))),
+        None => y.fill(T::zero()),
+    }
+}
+
+/// A weight `(C_out, C_in/g, k…)` as the `C_out × (C_in/g · Π k)` matrix of im2col's rows.
+fn weight_matrix<T: Scalar, D: ndarray::Dimension>(w: ndarray::ArrayView<T, D>) -> Array2<T> {
+    let c_out = w.shape()[0];
+    let rows = w.len().checked_div(c_out).unwrap_or(0);
+    w.as_standard_layout()
+        .into_owned()
+        .into_shape_with_order((c_out, rows))
+        .expect("a standard-layout array reshapes to its own element count")
+}
+
+/// `y[group g] += W[group g] · im2col(x[group g])` for every group of one image (or depth
+/// slice): `x` is `(C_in, H, W)`, `y` is `(C_out, H_out·W_out)`.
+fn groups_product<T: Scalar>(
+    engine: Engine,
+    x: ndarray::ArrayView3<T>,
+    weights: ArrayView2<T>,
+    patches: &Patches<2>,
+    groups: usize,
+    cols: &mut Array2<T>,
+    mut y: ArrayViewMut2<T>,
+) -> Result<()> {
+    let c_in_per_group = x.dim().0 / groups;
+    let c_out_per_group = weights.nrows() / groups;
+    for g in 0..groups {
+        let channels = x.slice(s![g * c_in_per_group..(g + 1) * c_in_per_group, .., ..]);
+        im2col_2d(channels, patches, cols.view_mut());
+        let outputs = s![g * c_out_per_group..(g + 1) * c_out_per_group, ..];
+        gemm(
+            engine,
+            T::one(),
+            weights.slice(outputs),
+            cols.view(),
+            T::one(),
+            y.slice_mut(outputs),
+        )?;
+    }
+    Ok(())
+}
+
+/// The 2-D convolution layer by im2col + GEMM, exactly as PyTorch's `conv2d`; the twin of
+/// [`super::naive::conv2d`].
+pub fn conv2d<T: Scalar>(
+    x: ArrayView4<T>,
+    w: ArrayView4<T>,
+    b: Option<ArrayView1<T>>,
+    params: Conv2dParams,
+) -> Result<Array4<T>> {
+    conv2d_with(DEFAULT_ENGINE, x, w, b, params)
+}
+
+/// [`conv2d`] with the matrix products computed by `engine`.
+pub fn conv2d_with<T: Scalar>(
+    engine: Engine,
+    x: ArrayView4<T>,
+    w: ArrayView4<T>,
+    b: Option<ArrayView1<T>>,
+    params: Conv2dParams,
+) -> Result<Array4<T>> {
+    let ((n, c_in, h, wd), (c_out, c_in_per_group, kh, kw)) = (x.dim(), w.dim());
+    let geo = ConvGeometry::new(
+        (n, c_in, [h, wd]),
+        (c_out, c_in_per_group, [kh, kw]),
+        b.map(|b| b.len()),
+        params,
+    )?;
+    let patches = Patches::from(&geo);
+    let weights = weight_matrix(w);
+    let mut out = Array4::<T>::zeros((n, c_out, geo.output[0], geo.output[1]));
+    out.outer_iter_mut()
+        .into_par_iter()
+        .zip(x.outer_iter().into_par_iter())
+        .try_for_each_init(
+            || Array2::<T>::zeros((c_in_per_group * patches.taps(), patches.windows())),
+            |cols, (out_n, x_n)| {
+                let mut y = out_n
+                    .into_shape_with_order((c_out, patches.windows()))
+                    .expect("an image of a standard-layout output is contiguous");
+                start_with_bias(y.view_mut(), b);
+                groups_product(engine, x_n, weights.view(), &patches, geo.groups, cols, y)
+            },
+        )?;
+    Ok(out)
+}
+
+/// The 3-D convolution layer, exactly as PyTorch's `conv3d`, as a sum of 2-D im2col products
+/// over the depth taps; the twin of [`super::naive::conv3d`].
+pub fn conv3d<T: Scalar>(
+    x: ArrayView5<T>,
+    w: ArrayView5<T>,
+    b: Option<ArrayView1<T>>,
+    params: Conv3dParams,
+) -> Result<Array5<T>> {
+    conv3d_with(DEFAULT_ENGINE, x, w, b, params)
+}
+
+/// [`conv3d`] with the matrix products computed by `engine`.
+pub fn conv3d_with<T: Scalar>(
+    engine: Engine,
+    x: ArrayView5<T>,
+    w: ArrayView5<T>,
+    b: Option<ArrayView1<T>>,
+    params: Conv3dParams,
+) -> Result<Array5<T>> {
+    let ((n, c_in, dp, h, wd), (c_out, c_in_per_group, kd, kh, kw)) = (x.dim(), w.dim());
+    let geo = ConvGeometry::new(
+        (n, c_in, [dp, h, wd]),
+        (c_out, c_in_per_group, [kd, kh, kw]),
+        b.map(|b| b.len()),
+        params,
+    )?;
+    // The height and width axes of every depth slice.
+    let patches = Patches {
+        input: [h, wd],
+        kernel: [kh, kw],
+        output: [geo.output[1], geo.output[2]],
+        pads: [geo.pads[1], geo.pads[2]],
+        stride: [geo.stride[1], geo.stride[2]],
+        dilation: [geo.dilation[1], geo.dilation[2]],
+    };
+    let weights: Vec<Array2<T>> = (0..kd)
+        .map(|k_t| weight_matrix(w.slice(s![.., .., k_t, .., ..])))
+        .collect();
+    let [d_out, h_out, w_out] = geo.output;
+    let (s_t, d_t, p_t) = (geo.stride[0], geo.dilation[0], geo.pads[0].left);
+    let mut out = Array5::<T>::zeros((n, c_out, d_out, h_out, w_out));
+    out.outer_iter_mut()
+        .into_par_iter()
+        .zip(x.outer_iter().into_par_iter())
+        .try_for_each_init(
+            || Array2::<T>::zeros((c_in_per_group * patches.taps(), patches.windows())),
+            |cols, (out_n, x_n)| {
+                let mut y = out_n
+                    .into_shape_with_order((c_out, d_out, h_out * w_out))
+                    .expect("an image of a standard-layout output is contiguous");
+                for t in 0..d_out {
+                    let mut y_t = y.index_axis_mut(Axis(1), t);
+                    start_with_bias(y_t.view_mut(), b);
+                    for (k_t, weights) in weights.iter().enumerate() {
+                        let Some(slice) =
+                            (t * s_t + k_t * d_t).checked_sub(p_t).filter(|&z| z < dp)
+                        else {
+                            continue;
+                        };
+                        let x_t = x_n.index_axis(Axis(1), slice);
+                        let groups = geo.groups;
+                        groups_product(
+                            engine,
+                            x_t,
+                            weights.view(),
+                            &patches,
+                            groups,
+                            cols,
+                            y_t.view_mut(),
+                        )?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+    Ok(out)
+}
+
+fn signal2d<T: Scalar>(
+    x: ArrayView2<T>,
+    w: ArrayView2<T>,
+    mode: Mode,
+    op: SignalOp,
+) -> Result<Array2<T>> {
+    let [fh, fw] = SignalFrame::scipy_2d(x.dim(), w.dim(), mode, op)?;
+    let ((h, wd), (kh, kw)) = (x.dim(), w.dim());
+    let taps = match op {
+        SignalOp::Convolve => w.slice(s![..;-1, ..;-1]),
+        SignalOp::Correlate => w.view(),
+    };
+    let taps = taps
+        .as_standard_layout()
+        .into_owned()
+        .into_shape_with_order((1, kh * kw))
+        .expect("a standard-layout array reshapes to its own element count");
+    let pads = |f: SignalFrame, n: usize, m: usize| Pads {
+        left: f.pad_left,
+        right: (f.len - 1 + m).saturating_sub(f.pad_left + n),
+    };
+    let patches = Patches {
+        input: [h, wd],
+        kernel: [kh, kw],
+        output: [fh.len, fw.len],
+        pads: [pads(fh, h, kh), pads(fw, wd, kw)],
+        stride: [1, 1],
+        dilation: [1, 1],
+    };
+    let mut cols = Array2::zeros((patches.taps(), patches.windows()));
+    im2col_2d(x.insert_axis(Axis(0)), &patches, cols.view_mut());
+    let mut y = Array2::zeros((1, patches.windows()));
+    gemm(
+        DEFAULT_ENGINE,
+        T::one(),
+        taps.view(),
+        cols.view(),
+        T::zero(),
+        y.view_mut(),
+    )?;
+    Ok(y.into_shape_with_order((fh.len, fw.len))
+        .expect("one row of H_out·W_out outputs reshapes to H_out × W_out"))
+}
+
+/// SciPy's `convolve2d` (zero fill) by im2col and one matrix–vector product; the twin of
+/// [`super::naive::convolve2d`].
+pub fn convolve2d<T: Scalar>(x: ArrayView2<T>, w: ArrayView2<T>, mode: Mode) -> Result<Array2<T>> {
+    signal2d(x, w, mode, SignalOp::Convolve)
+}
+
+/// SciPy's `correlate2d` (zero fill) by im2col and one matrix–vector product; the twin of
+/// [`super::naive::correlate2d`].
+pub fn correlate2d<T: Scalar>(x: ArrayView2<T>, w: ArrayView2<T>, mode: Mode) -> Result<Array2<T>> {
+    signal2d(x, w, mode, SignalOp::Correlate)
+}

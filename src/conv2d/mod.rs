@@ -1,0 +1,6 @@
+#![doc = include_str!("../../chapters/03-convolution-2d.md")]
+
+pub mod fast;
+pub mod naive;
+
+pub use fast::{conv2d, conv3d, convolve2d, correlate2d};

@@ -1,0 +1,663 @@
+//! Chapters 3–4: conv2d, conv3d, unfold/fold and SciPy's convolve2d/correlate2d, against PyTorch
+//! and SciPy fixtures, naive against fast with every GEMM engine, and the course's worked examples.
+
+mod common;
+
+use common::*;
+use convlab::conv2d::{fast, naive};
+use convlab::gemm::{Engine, Isa, Scalar};
+use convlab::im2col::{fold, unfold};
+use convlab::shape::{Conv2dParams, Conv3dParams, ConvNdParams, Mode, Padding};
+use ndarray::{Array, Array1, Array2, Array4, Dimension, IxDyn, array};
+use proptest::prelude::*;
+use serde::Deserialize;
+
+fn engines() -> Vec<Engine> {
+    let mut engines = vec![Engine::MatrixMultiply, Engine::Naive];
+    engines.extend(Isa::available().into_iter().map(Engine::Blocked));
+    engines
+}
+
+// ---------------------------------------------------------------- PyTorch conv2d / conv3d
+
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum PaddingSpec {
+    Number(usize),
+    Rule(String),
+}
+
+impl PaddingSpec {
+    fn padding(&self) -> Padding {
+        match self {
+            PaddingSpec::Number(p) => Padding::Explicit(*p),
+            PaddingSpec::Rule(r) => match r.as_str() {
+                "valid" => Padding::Valid,
+                "same" => Padding::Same,
+                "full" => Padding::Full,
+                "keras_same" => Padding::KerasSame,
+                other => panic!("unknown padding {other}"),
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ConvFile {
+    cases: Vec<ConvCase>,
+    errors: Vec<ConvCase>,
+}
+
+#[derive(Deserialize)]
+struct ConvCase {
+    x: Vec<f64>,
+    x_shape: Vec<usize>,
+    w: Vec<f64>,
+    w_shape: Vec<usize>,
+    b: Option<Vec<f64>>,
+    strides: Vec<usize>,
+    paddings: Vec<PaddingSpec>,
+    pads: Vec<[usize; 2]>,
+    dilations: Vec<usize>,
+    groups: usize,
+    #[serde(default)]
+    y: Vec<f64>,
+    #[serde(default)]
+    y_shape: Vec<usize>,
+}
+
+/// Input, weight and optional bias of a case.
+type Tensors<T, D> = (Array<T, D>, Array<T, D>, Option<Array1<T>>);
+
+impl ConvCase {
+    fn params<const D: usize>(&self) -> ConvNdParams<D> {
+        ConvNdParams::default()
+            .strides(self.strides.clone().try_into().unwrap())
+            .paddings(
+                self.paddings
+                    .iter()
+                    .map(PaddingSpec::padding)
+                    .collect::<Vec<_>>()
+                    .try_into()
+                    .unwrap(),
+            )
+            .dilations(self.dilations.clone().try_into().unwrap())
+            .groups(self.groups)
+    }
+
+    fn arrays<T: Scalar, D: Dimension>(&self) -> Tensors<T, D> {
+        let array = |v: &[f64], shape: &[usize]| {
+            Array::from_shape_vec(IxDyn(shape), cast::<T>(v))
+                .unwrap()
+                .into_dimensionality::<D>()
+                .unwrap()
+        };
+        (
+            array(&self.x, &self.x_shape),
+            array(&self.w, &self.w_shape),
+            self.b.as_ref().map(|b| Array1::from(cast::<T>(b))),
+        )
+    }
+}
+
+fn check_conv2d_fixtures<T: Scalar>(rtol: f64) {
+    let file: ConvFile = fixture("conv2d.json");
+    assert!(file.cases.len() >= 100 && !file.errors.is_empty());
+    for (i, case) in file.cases.iter().enumerate() {
+        let (x, w, b) = case.arrays::<T, ndarray::Ix4>();
+        let p: Conv2dParams = case.params();
+        let b = b.as_ref().map(|b| b.view());
+        let y = naive::conv2d(x.view(), w.view(), b, p).unwrap();
+        assert_eq!(y.shape(), case.y_shape.as_slice(), "case {i}");
+        assert_close(
+            y.as_slice().unwrap(),
+            &case.y,
+            rtol,
+            &format!("case {i} naive {p:?}"),
+        );
+        for engine in engines() {
+            let y = fast::conv2d_with(engine, x.view(), w.view(), b, p).unwrap();
+            assert_close(
+                y.as_slice().unwrap(),
+                &case.y,
+                rtol,
+                &format!("case {i} {engine:?} {p:?}"),
+            );
+        }
+        let geo = convlab::shape::ConvGeometry::new(
+            (x.dim().0, x.dim().1, [x.dim().2, x.dim().3]),
+            (w.dim().0, w.dim().1, [w.dim().2, w.dim().3]),
+            None,
+            p,
+        )
+        .unwrap();
+        let pads: Vec<[usize; 2]> = geo.pads.iter().map(|p| [p.left, p.right]).collect();
+        assert_eq!(pads, case.pads, "case {i}");
+    }
+    for case in &file.errors {
+        let (x, w, b) = case.arrays::<T, ndarray::Ix4>();
+        let p: Conv2dParams = case.params();
+        let b = b.as_ref().map(|b| b.view());
+        assert!(naive::conv2d(x.view(), w.view(), b, p).is_err(), "{p:?}");
+        assert!(fast::conv2d(x.view(), w.view(), b, p).is_err(), "{p:?}");
+    }
+}
+
+#[test]
+fn conv2d_matches_pytorch_f64() {
+    check_conv2d_fixtures::<f64>(RTOL_F64);
+}
+
+#[test]
+fn conv2d_matches_pytorch_f32() {
+    check_conv2d_fixtures::<f32>(RTOL_F32);
+}
+
+fn check_conv3d_fixtures<T: Scalar>(rtol: f64) {
+    let file: ConvFile = fixture("conv3d.json");
+    assert!(file.cases.len() >= 30 && !file.errors.is_empty());
+    for (i, case) in file.cases.iter().enumerate() {
+        let (x, w, b) = case.arrays::<T, ndarray::Ix5>();
+        let p: Conv3dParams = case.params();
+        let b = b.as_ref().map(|b| b.view());
+        let y = naive::conv3d(x.view(), w.view(), b, p).unwrap();
+        assert_eq!(y.shape(), case.y_shape.as_slice(), "case {i}");
+        assert_close(
+            y.as_slice().unwrap(),
+            &case.y,
+            rtol,
+            &format!("case {i} naive {p:?}"),
+        );
+        for engine in engines() {
+            let y = fast::conv3d_with(engine, x.view(), w.view(), b, p).unwrap();
+            assert_close(
+                y.as_slice().unwrap(),
+                &case.y,
+                rtol,
+                &format!("case {i} {engine:?}"),
+            );
+        }
+    }
+    for case in &file.errors {
+        let (x, w, b) = case.arrays::<T, ndarray::Ix5>();
+        let p: Conv3dParams = case.params();
+        let b = b.as_ref().map(|b| b.view());
+        assert!(naive::conv3d(x.view(), w.view(), b, p).is_err(), "{p:?}");
+        assert!(fast::conv3d(x.view(), w.view(), b, p).is_err(), "{p:?}");
+    }
+}
+
+#[test]
+fn conv3d_matches_pytorch_f64() {
+    check_conv3d_fixtures::<f64>(RTOL_F64);
+}
+
+#[test]
+fn conv3d_matches_pytorch_f32() {
+    check_conv3d_fixtures::<f32>(RTOL_F32);
+}
+
+#[test]
+fn wrong_shapes_say_what_was_expected() {
+    let x = Array4::<f32>::zeros((2, 4, 6, 6));
+    let p = Conv2dParams::default();
+    let msg = |w: Array4<f32>, b: Option<Array1<f32>>, p: Conv2dParams| {
+        fast::conv2d(x.view(), w.view(), b.as_ref().map(|b| b.view()), p)
+            .unwrap_err()
+            .to_string()
+    };
+    let m = msg(Array4::zeros((3, 4, 3, 3)), None, p.groups(2));
+    assert!(m.contains("groups = 2") && m.contains("C_out = 3"), "{m}");
+    let m = msg(Array4::zeros((4, 3, 3, 3)), None, p);
+    assert!(
+        m.contains("expects input with 3 channels") && m.contains("has 4"),
+        "{m}"
+    );
+    let m = msg(Array4::zeros((4, 4, 3, 3)), Some(Array1::zeros(3)), p);
+    assert!(m.contains("bias has 3 elements, expected C_out = 4"), "{m}");
+    let m = msg(Array4::zeros((4, 4, 7, 3)), None, p);
+    assert!(
+        m.contains("spans 7 elements, but the padded input has only 6"),
+        "{m}"
+    );
+}
+
+// ---------------------------------------------------------------- unfold / fold
+
+#[derive(Deserialize)]
+struct UnfoldFile {
+    cases: Vec<UnfoldCase>,
+}
+
+#[derive(Deserialize)]
+struct UnfoldCase {
+    x: Vec<f64>,
+    x_shape: [usize; 4],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    unfold: Vec<f64>,
+    unfold_shape: [usize; 3],
+    cols: Vec<f64>,
+    fold: Vec<f64>,
+}
+
+#[test]
+fn unfold_and_fold_match_pytorch() {
+    let file: UnfoldFile = fixture("unfold.json");
+    for (i, c) in file.cases.iter().enumerate() {
+        let p = Conv2dParams::default()
+            .strides(c.stride)
+            .paddings(c.padding.map(Padding::Explicit))
+            .dilations(c.dilation);
+        let x = Array4::from_shape_vec(c.x_shape, c.x.clone()).unwrap();
+        let cols = unfold(x.view(), c.kernel, p).unwrap();
+        assert_eq!(cols.shape(), c.unfold_shape, "case {i}");
+        assert_close(
+            cols.as_slice().unwrap(),
+            &c.unfold,
+            RTOL_F64,
+            &format!("unfold {i}"),
+        );
+        let y = ndarray::Array3::from_shape_vec(c.unfold_shape, c.cols.clone()).unwrap();
+        let [_, _, h, w] = c.x_shape;
+        let folded = fold(y.view(), [h, w], c.kernel, p).unwrap();
+        assert_close(
+            folded.as_slice().unwrap(),
+            &c.fold,
+            RTOL_F64,
+            &format!("fold {i}"),
+        );
+    }
+}
+
+#[test]
+fn fold_refuses_columns_that_do_not_fit() {
+    let cols = ndarray::Array3::<f64>::zeros((1, 10, 16));
+    let p = Conv2dParams::default();
+    let m = fold(cols.view(), [6, 6], [3, 3], p)
+        .unwrap_err()
+        .to_string();
+    assert!(m.contains("multiple of kH·kW = 9"), "{m}");
+    let cols = ndarray::Array3::<f64>::zeros((1, 9, 15));
+    let m = fold(cols.view(), [6, 6], [3, 3], p)
+        .unwrap_err()
+        .to_string();
+    assert!(m.contains("4 × 4 = 16"), "{m}");
+}
+
+// ---------------------------------------------------------------- SciPy convolve2d / correlate2d
+
+#[derive(Deserialize)]
+struct Signal2dFile {
+    cases: Vec<Signal2dCase>,
+}
+
+#[derive(Deserialize)]
+struct Signal2dCase {
+    x: Vec<f64>,
+    x_shape: [usize; 2],
+    w: Vec<f64>,
+    w_shape: [usize; 2],
+    mode: String,
+    #[serde(default)]
+    convolve: Vec<f64>,
+    #[serde(default)]
+    correlate: Vec<f64>,
+    #[serde(default)]
+    shape: Vec<usize>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+fn check_signal2d<T: Scalar>(rtol: f64) {
+    let file: Signal2dFile = fixture("signal2d.json");
+    for (i, c) in file.cases.iter().enumerate() {
+        let x = Array2::from_shape_vec(c.x_shape, cast::<T>(&c.x)).unwrap();
+        let w = Array2::from_shape_vec(c.w_shape, cast::<T>(&c.w)).unwrap();
+        let mode = match c.mode.as_str() {
+            "full" => Mode::Full,
+            "same" => Mode::Same,
+            _ => Mode::Valid,
+        };
+        type F<T> =
+            fn(ndarray::ArrayView2<T>, ndarray::ArrayView2<T>, Mode) -> convlab::Result<Array2<T>>;
+        let pairs: [(&str, F<T>, &[f64]); 4] = [
+            ("naive convolve2d", naive::convolve2d::<T>, &c.convolve),
+            ("fast convolve2d", fast::convolve2d::<T>, &c.convolve),
+            ("naive correlate2d", naive::correlate2d::<T>, &c.correlate),
+            ("fast correlate2d", fast::correlate2d::<T>, &c.correlate),
+        ];
+        for (name, f, expected) in pairs {
+            let what = format!("case {i} {name} {:?} * {:?} {mode:?}", c.x_shape, c.w_shape);
+            match (&c.error, f(x.view(), w.view(), mode)) {
+                (None, Ok(y)) => {
+                    assert_eq!(y.shape(), c.shape.as_slice(), "{what}");
+                    assert_close(y.as_slice().unwrap(), expected, rtol, &what);
+                }
+                (Some(_), Err(_)) => {}
+                (e, r) => panic!("{what}: SciPy {e:?}, convlab {:?}", r.err()),
+            }
+        }
+    }
+}
+
+#[test]
+fn signal2d_matches_scipy_f64() {
+    check_signal2d::<f64>(RTOL_F64);
+}
+
+#[test]
+fn signal2d_matches_scipy_f32() {
+    check_signal2d::<f32>(RTOL_F32);
+}
+
+// ---------------------------------------------------------------- the course's worked examples
+
+/// SciPy's full convolution of the course's 3×3 image with the 2×2 kernel [[1, −1], [−1, 1]].
+#[test]
+fn scipy_full_convolution_from_the_course() {
+    let x = array![
+        [255.0, 7.0, 3.0],
+        [212.0, 240.0, 4.0],
+        [218.0, 216.0, 230.0]
+    ];
+    let w = array![[1.0, -1.0], [-1.0, 1.0]];
+    let expected = array![
+        [255.0, -248.0, -4.0, -3.0],
+        [-43.0, 276.0, -232.0, -1.0],
+        [6.0, -30.0, 250.0, -226.0],
+        [-218.0, 2.0, -14.0, 230.0]
+    ];
+    assert_eq!(
+        naive::convolve2d(x.view(), w.view(), Mode::Full).unwrap(),
+        expected
+    );
+    assert_eq!(
+        fast::convolve2d(x.view(), w.view(), Mode::Full).unwrap(),
+        expected
+    );
+}
+
+fn course_image() -> Array4<f64> {
+    let x = array![
+        [7.0, 6.0, 8.0, 5.0, 1.0, 3.0],
+        [8.0, 6.0, 5.0, 3.0, 5.0, 5.0],
+        [9.0, 1.0, 1.0, 5.0, 3.0, 5.0],
+        [4.0, 5.0, 5.0, 9.0, 2.0, 6.0],
+        [9.0, 5.0, 3.0, 1.0, 2.0, 2.0],
+        [4.0, 4.0, 8.0, 8.0, 9.0, 8.0]
+    ];
+    x.into_shape_with_order((1, 1, 6, 6)).unwrap()
+}
+
+fn course_filters() -> Array4<f64> {
+    let w = array![
+        [[1.0, 1.0, 0.0], [-1.0, 1.0, -1.0], [0.0, -1.0, -1.0]],
+        [[1.0, 1.0, 0.0], [-1.0, 1.0, -1.0], [-1.0, 0.0, -1.0]]
+    ];
+    w.into_shape_with_order((2, 1, 3, 3)).unwrap()
+}
+
+/// The 6×6 image, two 3×3 filters and bias 1 of the course: the 4×4×2 feature maps and the
+/// 9×16 `X_col` matrix as printed in the notes, then 2×2 max-pooling (done with unfold, as the
+/// notes do), flatten and a linear layer of ones with bias 1: 18.
+#[test]
+fn the_six_by_six_example() {
+    let (x, w) = (course_image(), course_filters());
+    let b = array![1.0, 1.0];
+    let expected = array![
+        [
+            [5.0, 5.0, -1.0, -4.0],
+            [-4.0, -7.0, -1.0, -6.0],
+            [-1.0, -10.0, 6.0, -8.0],
+            [-9.0, -8.0, -6.0, -6.0]
+        ],
+        [
+            [-3.0, 5.0, 3.0, -6.0],
+            [-3.0, -7.0, 3.0, -13.0],
+            [-5.0, -12.0, 4.0, -7.0],
+            [-9.0, -4.0, -6.0, -5.0]
+        ]
+    ]
+    .into_shape_with_order((1, 2, 4, 4))
+    .unwrap();
+    let p = Conv2dParams::default();
+    assert_eq!(
+        naive::conv2d(x.view(), w.view(), Some(b.view()), p).unwrap(),
+        expected
+    );
+    for engine in engines() {
+        let h = fast::conv2d_with(engine, x.view(), w.view(), Some(b.view()), p).unwrap();
+        assert_eq!(h, expected, "{engine:?}");
+    }
+
+    let x_col = unfold(x.view(), [3, 3], p).unwrap();
+    let printed = array![
+        [
+            7., 6., 8., 5., 8., 6., 5., 3., 9., 1., 1., 5., 4., 5., 5., 9.
+        ],
+        [
+            6., 8., 5., 1., 6., 5., 3., 5., 1., 1., 5., 3., 5., 5., 9., 2.
+        ],
+        [
+            8., 5., 1., 3., 5., 3., 5., 5., 1., 5., 3., 5., 5., 9., 2., 6.
+        ],
+        [
+            8., 6., 5., 3., 9., 1., 1., 5., 4., 5., 5., 9., 9., 5., 3., 1.
+        ],
+        [
+            6., 5., 3., 5., 1., 1., 5., 3., 5., 5., 9., 2., 5., 3., 1., 2.
+        ],
+        [
+            5., 3., 5., 5., 1., 5., 3., 5., 5., 9., 2., 6., 3., 1., 2., 2.
+        ],
+        [
+            9., 1., 1., 5., 4., 5., 5., 9., 9., 5., 3., 1., 4., 4., 8., 8.
+        ],
+        [
+            1., 1., 5., 3., 5., 5., 9., 2., 5., 3., 1., 2., 4., 8., 8., 9.
+        ],
+        [
+            1., 5., 3., 5., 5., 9., 2., 6., 3., 1., 2., 2., 8., 8., 9., 8.
+        ]
+    ];
+    assert_eq!(x_col.index_axis(ndarray::Axis(0), 0), printed);
+
+    // H_col = W_row · X_col + b, reshaped to the feature maps.
+    let w_row = w.into_shape_with_order((2, 9)).unwrap();
+    let h_col =
+        w_row.dot(&x_col.index_axis(ndarray::Axis(0), 0)) + &b.insert_axis(ndarray::Axis(1));
+    assert_eq!(h_col.into_shape_with_order((1, 2, 4, 4)).unwrap(), expected);
+
+    // Max-pooling 2×2 with stride 2 through unfold: each column holds one window per channel.
+    let windows = unfold(expected.view(), [2, 2], p.stride(2)).unwrap();
+    let windows = windows.into_shape_with_order((1, 2, 4, 4)).unwrap();
+    let pooled = windows.fold_axis(ndarray::Axis(2), f64::NEG_INFINITY, |&m, &v| m.max(v));
+    assert_eq!(
+        pooled,
+        array![[[5.0, -1.0, -1.0, 6.0], [5.0, 3.0, -4.0, 4.0]]]
+    );
+    let linear = pooled.sum() * 1.0 + 1.0;
+    assert_eq!(linear, 18.0);
+}
+
+// ---------------------------------------------------------------- properties
+
+fn conv2d_case() -> impl Strategy<
+    Value = (
+        Array4<f64>,
+        Array4<f64>,
+        Option<Array1<f64>>,
+        Conv2dParams,
+        Layout,
+    ),
+> {
+    (
+        (1usize..3, 1usize..4, 1usize..3, 1usize..3), // batch, groups, c_in/g, c_out/g
+        (1usize..6, 1usize..6, 1usize..12, 1usize..12), // kH, kW, H, W
+        (1usize..4, 1usize..4, 1usize..3, 1usize..3), // strides, dilations
+        (0usize..7, 0usize..7, any::<bool>(), 0usize..3),
+    )
+        .prop_flat_map(
+            |((n, g, cpg, opg), (kh, kw, h, w), (sh, sw, dh, dw), (ph, pw, bias, layout))| {
+                let rule = |p: usize| match p {
+                    0 => Padding::Valid,
+                    1 => Padding::Same,
+                    2 => Padding::KerasSame,
+                    3 => Padding::Full,
+                    p => Padding::Explicit(p - 4),
+                };
+                let p = Conv2dParams::default()
+                    .strides([sh, sw])
+                    .paddings([rule(ph), rule(pw)])
+                    .dilations([dh, dw])
+                    .groups(g);
+                let v = |len| proptest::collection::vec(-1.0f64..1.0, len);
+                (
+                    v(n * g * cpg * h * w),
+                    v(g * opg * cpg * kh * kw),
+                    v(g * opg),
+                )
+                    .prop_map(move |(x, wt, b)| {
+                        (
+                            Array4::from_shape_vec((n, g * cpg, h, w), x).unwrap(),
+                            Array4::from_shape_vec((g * opg, cpg, kh, kw), wt).unwrap(),
+                            bias.then(|| Array1::from(b)),
+                            p,
+                            LAYOUTS[layout],
+                        )
+                    })
+            },
+        )
+}
+
+fn check_conv2d<T: Scalar>(
+    x: &Array4<f64>,
+    w: &Array4<f64>,
+    b: &Option<Array1<f64>>,
+    p: Conv2dParams,
+    layout: Layout,
+    rtol: f64,
+) -> Result<(), TestCaseError> {
+    let x = x.mapv(|v| T::from(v).unwrap());
+    let w = w.mapv(|v| T::from(v).unwrap());
+    let b = b.as_ref().map(|b| b.mapv(|v| T::from(v).unwrap()));
+    let b = b.as_ref().map(|b| b.view());
+    let (xs, ws) = (Stored::new(&x, layout), Stored::new(&w, layout));
+    let expected = naive::conv2d(x.view(), w.view(), b, p);
+    prop_assert_eq!(&naive::conv2d(xs.view(), ws.view(), b, p), &expected);
+    for engine in engines() {
+        let got = fast::conv2d_with(engine, xs.view(), ws.view(), b, p);
+        match (&expected, got) {
+            (Ok(e), Ok(g)) => {
+                prop_assert_eq!(e.shape(), g.shape());
+                if let Some(m) = mismatch(g.as_slice().unwrap(), &to_f64(e), rtol) {
+                    return Err(TestCaseError::fail(format!("{engine:?} {p:?}: {m}")));
+                }
+            }
+            (Err(e), Err(g)) => prop_assert_eq!(e, &g),
+            (e, g) => prop_assert!(
+                false,
+                "naive {:?} but {:?} {:?}",
+                e.as_ref().err(),
+                engine,
+                g.err()
+            ),
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn conv2d_fast_equals_naive((x, w, b, p, layout) in conv2d_case()) {
+        check_conv2d::<f64>(&x, &w, &b, p, layout, RTOL_F64)?;
+        check_conv2d::<f32>(&x, &w, &b, p, layout, RTOL_F32)?;
+    }
+
+    /// The output size is chapter 2's formula on each axis.
+    #[test]
+    fn conv2d_size_is_the_formula((x, w, b, p, _layout) in conv2d_case()) {
+        let (_, _, h, wd) = x.dim();
+        let (_, _, kh, kw) = w.dim();
+        if let Ok(y) = naive::conv2d(x.view(), w.view(), b.as_ref().map(|b| b.view()), p) {
+            prop_assert_eq!(y.dim().2, p.axis(0).output_len(h, kh).unwrap());
+            prop_assert_eq!(y.dim().3, p.axis(1).output_len(wd, kw).unwrap());
+        } else {
+            prop_assert!(p.axis(0).output_len(h, kh).is_err() || p.axis(1).output_len(wd, kw).is_err());
+        }
+    }
+
+    /// fold is the adjoint of unfold: ⟨unfold(x), y⟩ = ⟨x, fold(y)⟩.
+    #[test]
+    fn fold_is_the_adjoint_of_unfold(
+        (x, w, _b, p, _layout) in conv2d_case(),
+        seed in 0usize..1000,
+    ) {
+        let p = p.groups(1);
+        let (_, _, kh, kw) = w.dim();
+        let (_, _, h, wd) = x.dim();
+        if let Ok(cols) = unfold(x.view(), [kh, kw], p) {
+            let y = cols.mapv(|_| 0.0) + &Array1::from_shape_fn(cols.dim().2, |l| ((l * 7 + seed) % 5) as f64 - 2.0);
+            let lhs = (&cols * &y).sum();
+            let rhs = (&x * &fold(y.view(), [h, wd], [kh, kw], p).unwrap()).sum();
+            prop_assert!((lhs - rhs).abs() <= 1e-12 * (1.0 + lhs.abs()), "{} vs {}", lhs, rhs);
+        }
+    }
+
+    /// The fast SciPy-style functions equal the naive ones on any shapes, modes and layouts.
+    #[test]
+    fn signal2d_fast_equals_naive(
+        (h, w, kh, kw, mode, layout) in (1usize..12, 1usize..12, 1usize..7, 1usize..7, 0usize..3, 0usize..3),
+        seed in 0usize..1000,
+    ) {
+        let x = Array2::from_shape_fn((h, w), |(i, j)| ((i * 13 + j * 7 + seed) % 17) as f64 / 8.0 - 1.0);
+        let k = Array2::from_shape_fn((kh, kw), |(i, j)| ((i * 5 + j * 11 + seed) % 7) as f64 / 3.0 - 1.0);
+        let mode = [Mode::Full, Mode::Same, Mode::Valid][mode];
+        let (xs, ks) = (Stored::new(&x, LAYOUTS[layout]), Stored::new(&k, LAYOUTS[layout]));
+        for (n, f) in [
+            (naive::convolve2d::<f64> as fn(_, _, _) -> _, fast::convolve2d::<f64> as fn(_, _, _) -> _),
+            (naive::correlate2d::<f64>, fast::correlate2d::<f64>),
+        ] {
+            match (n(x.view(), k.view(), mode), f(xs.view(), ks.view(), mode)) {
+                (Ok(a), Ok(b)) => prop_assert!(mismatch(b.as_slice().unwrap(), &to_f64(&a), RTOL_F64).is_none()),
+                (Err(a), Err(b)) => prop_assert_eq!(a, b),
+                (a, b) => prop_assert!(false, "{:?} vs {:?}", a.err(), b.err()),
+            }
+        }
+    }
+}
+
+/// conv3d on non-contiguous views, fast against naive (the fixtures cover contiguous ones).
+#[test]
+fn conv3d_on_views() {
+    let x = Array::from_shape_fn((2, 4, 5, 6, 7), |(a, b, c, d, e)| {
+        ((a * 7 + b * 5 + c * 3 + d * 2 + e) % 11) as f64 / 5.0 - 1.0
+    });
+    let w = Array::from_shape_fn((4, 2, 2, 3, 2), |(a, b, c, d, e)| {
+        ((a + b * 3 + c * 5 + d + e * 7) % 5) as f64 / 2.0 - 1.0
+    });
+    let b = array![0.5, -0.25, 1.0, 0.0];
+    let p = Conv3dParams::default()
+        .strides([2, 1, 3])
+        .paddings([Padding::Explicit(1), Padding::Same, Padding::KerasSame])
+        .dilations([1, 2, 1])
+        .groups(2);
+    for layout in LAYOUTS {
+        let (xs, ws) = (Stored::new(&x, layout), Stored::new(&w, layout));
+        let e = naive::conv3d(x.view(), w.view(), Some(b.view()), p).unwrap();
+        for engine in engines() {
+            let g = fast::conv3d_with(engine, xs.view(), ws.view(), Some(b.view()), p).unwrap();
+            assert_close(
+                g.as_slice().unwrap(),
+                &to_f64(&e),
+                RTOL_F64,
+                &format!("{layout:?} {engine:?}"),
+            );
+        }
+    }
+}
