@@ -20,36 +20,50 @@ const NC: usize = 2048;
 /// Below this many multiply-adds the product runs on one thread.
 const PARALLEL_WORK: usize = 1 << 21;
 
+/// Size `buf` for `panels` panels of `panel` elements; the last panel's padding (the part no
+/// row or column fills) is zeroed, the rest is about to be overwritten.
+fn prepare<T: Scalar>(buf: &mut Vec<T>, panels: usize, panel: usize, padded: bool) {
+    if buf.len() != panels * panel {
+        buf.clear();
+        buf.resize(panels * panel, T::zero());
+    } else if padded {
+        let last = (panels - 1) * panel;
+        buf[last..].fill(T::zero());
+    }
+}
+
 /// Copy `A[rows, depth]` into panels of `mr` rows: panel `q` holds, for each `p`, the `mr` values
-/// `A[q·mr + i, p]`, zero past the last row. Rows are read front to back (the usual layout).
+/// `A[q·mr + i, p]`, zero past the last row. Each row of A is read front to back.
 fn pack_a<T: Scalar>(a: ArrayView2<T>, mr: usize, buf: &mut Vec<T>) {
     let (rows, depth) = a.dim();
-    buf.clear();
-    buf.resize(rows.div_ceil(mr) * mr * depth, T::zero());
-    for (q, panel) in buf.chunks_exact_mut(mr * depth).enumerate() {
-        for (i, row) in a
-            .slice(s![q * mr..(q * mr + mr).min(rows), ..])
-            .outer_iter()
-            .enumerate()
-        {
-            for (dst, &v) in panel[i..].iter_mut().step_by(mr).zip(row) {
-                *dst = v;
-            }
+    prepare(buf, rows.div_ceil(mr), mr * depth, rows % mr != 0);
+    for (i, row) in a.outer_iter().enumerate() {
+        let dst = buf[(i / mr) * mr * depth + i % mr..].iter_mut().step_by(mr);
+        match row.as_slice() {
+            Some(row) => dst.zip(row).for_each(|(d, &v)| *d = v),
+            None => dst.zip(row.iter()).for_each(|(d, &v)| *d = v),
         }
     }
 }
 
 /// Copy `B[depth, cols]` into panels of `nr` columns: panel `q` holds, for each `p`, the `nr`
-/// values `B[p, q·nr + j]`, zero past the last column.
+/// values `B[p, q·nr + j]`, zero past the last column. Each row of B is read front to back and
+/// lands as `nr`-long runs, one per panel.
 fn pack_b<T: Scalar>(b: ArrayView2<T>, nr: usize, buf: &mut Vec<T>) {
     let (depth, cols) = b.dim();
-    buf.clear();
-    buf.resize(cols.div_ceil(nr) * nr * depth, T::zero());
-    for (q, panel) in buf.chunks_exact_mut(nr * depth).enumerate() {
-        let block = b.slice(s![.., q * nr..(q * nr + nr).min(cols)]);
-        for (dst, row) in panel.chunks_exact_mut(nr).zip(block.outer_iter()) {
-            for (d, &v) in dst.iter_mut().zip(row) {
-                *d = v;
+    prepare(buf, cols.div_ceil(nr), nr * depth, cols % nr != 0);
+    for (p, row) in b.outer_iter().enumerate() {
+        match row.as_slice() {
+            Some(row) => {
+                for (q, run) in row.chunks(nr).enumerate() {
+                    let start = q * nr * depth + p * nr;
+                    buf[start..start + run.len()].copy_from_slice(run);
+                }
+            }
+            None => {
+                for (j, &v) in row.iter().enumerate() {
+                    buf[(j / nr) * nr * depth + p * nr + j % nr] = v;
+                }
             }
         }
     }

@@ -168,7 +168,8 @@ mod avx2 {
                 rs: isize,
             ) {
                 let mut acc = [[$zero(); 2]; MR];
-                for p in 0..kc {
+                // One step of the depth: 2 loads of B, 6 broadcasts of A, 12 multiply-adds.
+                let mut step = |p: usize| {
                     // SAFETY: p < kc, so p·NR + NR ≤ kc·NR and p·MR + MR ≤ kc·MR elements are
                     // in the buffers the caller passed; loads are unaligned.
                     unsafe {
@@ -180,6 +181,19 @@ mod avx2 {
                             row[1] = $fma(ai, b1, row[1]);
                         }
                     }
+                };
+                // Four steps per trip through the loop, so its counter and branch cost less.
+                let mut p = 0;
+                while p + 4 <= kc {
+                    step(p);
+                    step(p + 1);
+                    step(p + 2);
+                    step(p + 3);
+                    p += 4;
+                }
+                while p < kc {
+                    step(p);
+                    p += 1;
                 }
                 let (va, vb) = ($set1(alpha), $set1(beta));
                 for (i, row) in acc.iter().enumerate() {
