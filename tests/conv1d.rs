@@ -105,28 +105,6 @@ struct ConvFile {
     accepted: Vec<ConvAccepted>,
 }
 
-#[derive(Deserialize, Clone)]
-#[serde(untagged)]
-enum PaddingSpec {
-    Number(usize),
-    Rule(String),
-}
-
-impl PaddingSpec {
-    fn padding(&self) -> Padding {
-        match self {
-            PaddingSpec::Number(p) => Padding::Explicit(*p),
-            PaddingSpec::Rule(r) => match r.as_str() {
-                "valid" => Padding::Valid,
-                "same" => Padding::Same,
-                "full" => Padding::Full,
-                "keras_same" => Padding::KerasSame,
-                other => panic!("unknown padding {other}"),
-            },
-        }
-    }
-}
-
 #[derive(Deserialize)]
 struct ConvCase {
     x: Vec<f64>,

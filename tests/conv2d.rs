@@ -4,11 +4,12 @@
 mod common;
 
 use common::*;
+use convlab::conv2d::fast::DEFAULT_ENGINE;
 use convlab::conv2d::{fast, naive};
 use convlab::gemm::{Engine, Isa, Scalar};
 use convlab::im2col::{fold, unfold};
-use convlab::shape::{Conv2dParams, Conv3dParams, ConvNdParams, Mode, Padding};
-use ndarray::{Array, Array1, Array2, Array4, Dimension, IxDyn, array};
+use convlab::shape::{Conv2dParams, Conv3dParams, ConvGeometry, ConvNdParams, Mode, Padding};
+use ndarray::{Array, Array1, Array2, Array4, ArrayView, ArrayView1, Dimension, IxDyn, array};
 use proptest::prelude::*;
 use serde::Deserialize;
 
@@ -19,28 +20,6 @@ fn engines() -> Vec<Engine> {
 }
 
 // ---------------------------------------------------------------- PyTorch conv2d / conv3d
-
-#[derive(Deserialize, Clone)]
-#[serde(untagged)]
-enum PaddingSpec {
-    Number(usize),
-    Rule(String),
-}
-
-impl PaddingSpec {
-    fn padding(&self) -> Padding {
-        match self {
-            PaddingSpec::Number(p) => Padding::Explicit(*p),
-            PaddingSpec::Rule(r) => match r.as_str() {
-                "valid" => Padding::Valid,
-                "same" => Padding::Same,
-                "full" => Padding::Full,
-                "keras_same" => Padding::KerasSame,
-                other => panic!("unknown padding {other}"),
-            },
-        }
-    }
-}
 
 #[derive(Deserialize)]
 struct ConvFile {
@@ -100,14 +79,38 @@ impl ConvCase {
     }
 }
 
-fn check_conv2d_fixtures<T: Scalar>(rtol: f64) {
-    let file: ConvFile = fixture("conv2d.json");
-    assert!(file.cases.len() >= 100 && !file.errors.is_empty());
+/// A convolution entry point: input, weight, bias, parameters.
+type ConvFn<T, D, const N: usize> = fn(
+    ArrayView<T, D>,
+    ArrayView<T, D>,
+    Option<ArrayView1<T>>,
+    ConvNdParams<N>,
+) -> convlab::Result<Array<T, D>>;
+/// The same with the GEMM engine first.
+type ConvWithFn<T, D, const N: usize> = fn(
+    Engine,
+    ArrayView<T, D>,
+    ArrayView<T, D>,
+    Option<ArrayView1<T>>,
+    ConvNdParams<N>,
+) -> convlab::Result<Array<T, D>>;
+
+/// Every case of `file` through the naive kernel and the fast one with every engine, against
+/// PyTorch; every refusal of PyTorch's refused too; the padding each rule resolves to.
+fn check_fixtures<T: Scalar, D: Dimension, const N: usize>(
+    file: &str,
+    min_cases: usize,
+    naive: ConvFn<T, D, N>,
+    fast_with: ConvWithFn<T, D, N>,
+    rtol: f64,
+) {
+    let file: ConvFile = fixture(file);
+    assert!(file.cases.len() >= min_cases && !file.errors.is_empty());
     for (i, case) in file.cases.iter().enumerate() {
-        let (x, w, b) = case.arrays::<T, ndarray::Ix4>();
-        let p: Conv2dParams = case.params();
+        let (x, w, b) = case.arrays::<T, D>();
+        let p: ConvNdParams<N> = case.params();
         let b = b.as_ref().map(|b| b.view());
-        let y = naive::conv2d(x.view(), w.view(), b, p).unwrap();
+        let y = naive(x.view(), w.view(), b, p).unwrap();
         assert_eq!(y.shape(), case.y_shape.as_slice(), "case {i}");
         assert_close(
             y.as_slice().unwrap(),
@@ -116,7 +119,7 @@ fn check_conv2d_fixtures<T: Scalar>(rtol: f64) {
             &format!("case {i} naive {p:?}"),
         );
         for engine in engines() {
-            let y = fast::conv2d_with(engine, x.view(), w.view(), b, p).unwrap();
+            let y = fast_with(engine, x.view(), w.view(), b, p).unwrap();
             assert_close(
                 y.as_slice().unwrap(),
                 &case.y,
@@ -124,9 +127,11 @@ fn check_conv2d_fixtures<T: Scalar>(rtol: f64) {
                 &format!("case {i} {engine:?} {p:?}"),
             );
         }
-        let geo = convlab::shape::ConvGeometry::new(
-            (x.dim().0, x.dim().1, [x.dim().2, x.dim().3]),
-            (w.dim().0, w.dim().1, [w.dim().2, w.dim().3]),
+        let spatial = |s: &[usize]| -> [usize; N] { s[2..].try_into().unwrap() };
+        let (xs, ws) = (&case.x_shape, &case.w_shape);
+        let geo = ConvGeometry::new(
+            (xs[0], xs[1], spatial(xs)),
+            (ws[0], ws[1], spatial(ws)),
             None,
             p,
         )
@@ -135,66 +140,59 @@ fn check_conv2d_fixtures<T: Scalar>(rtol: f64) {
         assert_eq!(pads, case.pads, "case {i}");
     }
     for case in &file.errors {
-        let (x, w, b) = case.arrays::<T, ndarray::Ix4>();
-        let p: Conv2dParams = case.params();
+        let (x, w, b) = case.arrays::<T, D>();
+        let p: ConvNdParams<N> = case.params();
         let b = b.as_ref().map(|b| b.view());
-        assert!(naive::conv2d(x.view(), w.view(), b, p).is_err(), "{p:?}");
-        assert!(fast::conv2d(x.view(), w.view(), b, p).is_err(), "{p:?}");
+        assert!(naive(x.view(), w.view(), b, p).is_err(), "{p:?}");
+        assert!(
+            fast_with(DEFAULT_ENGINE, x.view(), w.view(), b, p).is_err(),
+            "{p:?}"
+        );
     }
 }
 
 #[test]
 fn conv2d_matches_pytorch_f64() {
-    check_conv2d_fixtures::<f64>(RTOL_F64);
+    check_fixtures(
+        "conv2d.json",
+        100,
+        naive::conv2d::<f64>,
+        fast::conv2d_with::<f64>,
+        RTOL_F64,
+    );
 }
 
 #[test]
 fn conv2d_matches_pytorch_f32() {
-    check_conv2d_fixtures::<f32>(RTOL_F32);
-}
-
-fn check_conv3d_fixtures<T: Scalar>(rtol: f64) {
-    let file: ConvFile = fixture("conv3d.json");
-    assert!(file.cases.len() >= 30 && !file.errors.is_empty());
-    for (i, case) in file.cases.iter().enumerate() {
-        let (x, w, b) = case.arrays::<T, ndarray::Ix5>();
-        let p: Conv3dParams = case.params();
-        let b = b.as_ref().map(|b| b.view());
-        let y = naive::conv3d(x.view(), w.view(), b, p).unwrap();
-        assert_eq!(y.shape(), case.y_shape.as_slice(), "case {i}");
-        assert_close(
-            y.as_slice().unwrap(),
-            &case.y,
-            rtol,
-            &format!("case {i} naive {p:?}"),
-        );
-        for engine in engines() {
-            let y = fast::conv3d_with(engine, x.view(), w.view(), b, p).unwrap();
-            assert_close(
-                y.as_slice().unwrap(),
-                &case.y,
-                rtol,
-                &format!("case {i} {engine:?}"),
-            );
-        }
-    }
-    for case in &file.errors {
-        let (x, w, b) = case.arrays::<T, ndarray::Ix5>();
-        let p: Conv3dParams = case.params();
-        let b = b.as_ref().map(|b| b.view());
-        assert!(naive::conv3d(x.view(), w.view(), b, p).is_err(), "{p:?}");
-        assert!(fast::conv3d(x.view(), w.view(), b, p).is_err(), "{p:?}");
-    }
+    check_fixtures(
+        "conv2d.json",
+        100,
+        naive::conv2d::<f32>,
+        fast::conv2d_with::<f32>,
+        RTOL_F32,
+    );
 }
 
 #[test]
 fn conv3d_matches_pytorch_f64() {
-    check_conv3d_fixtures::<f64>(RTOL_F64);
+    check_fixtures(
+        "conv3d.json",
+        30,
+        naive::conv3d::<f64>,
+        fast::conv3d_with::<f64>,
+        RTOL_F64,
+    );
 }
 
 #[test]
 fn conv3d_matches_pytorch_f32() {
-    check_conv3d_fixtures::<f32>(RTOL_F32);
+    check_fixtures(
+        "conv3d.json",
+        30,
+        naive::conv3d::<f32>,
+        fast::conv3d_with::<f32>,
+        RTOL_F32,
+    );
 }
 
 #[test]

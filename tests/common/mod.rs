@@ -1,8 +1,32 @@
 //! Helpers shared by the integration tests: fixture loading, tolerances, non-contiguous layouts.
 #![allow(dead_code)]
 
+use convlab::shape::Padding;
 use ndarray::{Array, ArrayView, AxisDescription, Dimension, NdFloat, Slice};
 use std::path::PathBuf;
+
+/// A padding as the fixtures write it: a number of zeros, or a rule's name.
+#[derive(serde::Deserialize, Clone, Debug)]
+#[serde(untagged)]
+pub enum PaddingSpec {
+    Number(usize),
+    Rule(String),
+}
+
+impl PaddingSpec {
+    pub fn padding(&self) -> Padding {
+        match self {
+            PaddingSpec::Number(p) => Padding::Explicit(*p),
+            PaddingSpec::Rule(r) => match r.as_str() {
+                "valid" => Padding::Valid,
+                "same" => Padding::Same,
+                "full" => Padding::Full,
+                "keras_same" => Padding::KerasSame,
+                other => panic!("unknown padding {other}"),
+            },
+        }
+    }
+}
 
 /// Relative tolerance for f32 results against an f64 reference.
 pub const RTOL_F32: f64 = 1e-5;
