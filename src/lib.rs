@@ -8,6 +8,7 @@
 //! 2. [`shape`]: output sizes, padding rules and receptive fields.
 //! 3. [`conv2d`](mod@conv2d): 2-D and 3-D convolution layers, SciPy's `convolve2d` / `correlate2d`.
 //! 4. [`im2col`]: unfold / fold, convolution as one matrix product, and the [`gemm`] engines.
+//! 5. [`pool`]: max, average and adaptive pooling, PyTorch's and Keras's.
 //!
 //! The glossary that maps the course's Spanish terms to these names is `chapters/README.md`.
 
@@ -16,10 +17,18 @@ pub mod conv2d;
 pub mod error;
 pub mod gemm;
 pub mod im2col;
+pub mod pool;
 pub mod shape;
 
 pub use conv1d::{conv1d, convolve, correlate};
 pub use conv2d::{conv2d, conv3d, convolve2d, correlate2d};
 pub use error::{Error, Result};
 pub use im2col::{fold, unfold};
-pub use shape::{Conv2dParams, Conv3dParams, ConvParams, Mode, Padding, PoolParams, SignalParams};
+pub use pool::{
+    adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_max_pool1d, adaptive_max_pool2d, avg_pool1d,
+    avg_pool2d, max_pool1d, max_pool2d,
+};
+pub use shape::{
+    Conv2dParams, Conv3dParams, ConvParams, Mode, Padding, Pool1dParams, Pool2dParams, PoolParams,
+    SignalParams,
+};

@@ -281,6 +281,160 @@ impl PoolParams {
     }
 }
 
+/// Hyper-parameters of pooling over `D` spatial axes, PyTorch's `max_pool2d` / `avg_pool2d`
+/// arguments (one value per axis), plus Keras's `'same'` padding.
+///
+/// ```
+/// use convlab::shape::{Pool2dParams, Padding};
+/// let p = Pool2dParams::new([2, 2]);
+/// assert_eq!(p.output_size([28, 28]).unwrap(), [14, 14]);
+/// // Keras 'same': ⌈n/s⌉ windows, the padding they need placed by TensorFlow's rule.
+/// let keras = Pool2dParams::new([2, 2]).padding(Padding::KerasSame);
+/// assert_eq!(keras.output_size([4, 3]).unwrap(), [2, 2]);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolNdParams<const D: usize> {
+    /// Window size per axis.
+    pub kernel: [usize; D],
+    /// Step per axis; `None` means the window size (no overlap), PyTorch's default.
+    pub strides: Option<[usize; D]>,
+    /// Padding per axis: `Explicit(p)` (PyTorch: at most half the window, never part of a max),
+    /// `Valid`, or `KerasSame`.
+    pub paddings: [Padding; D],
+    /// Spacing between window elements per axis (max pooling only).
+    pub dilations: [usize; D],
+    /// Round the output size up (PyTorch's rule; see [`PoolParams::output_len`]).
+    pub ceil_mode: bool,
+    /// Average pooling: count padding zeros in the divisor (PyTorch's default, `true`).
+    pub count_include_pad: bool,
+    /// Average pooling: divide by this instead of the window size.
+    pub divisor_override: Option<usize>,
+}
+
+/// Pooling parameters of a 1-D signal `(N, C, L)`.
+pub type Pool1dParams = PoolNdParams<1>;
+/// Pooling parameters of images `(N, C, H, W)`.
+pub type Pool2dParams = PoolNdParams<2>;
+
+impl<const D: usize> PoolNdParams<D> {
+    /// Windows of size `kernel`, stride = kernel, no padding or dilation, floor mode, padding
+    /// counted in averages.
+    pub fn new(kernel: [usize; D]) -> Self {
+        PoolNdParams {
+            kernel,
+            strides: None,
+            paddings: [Padding::Explicit(0); D],
+            dilations: [1; D],
+            ceil_mode: false,
+            count_include_pad: true,
+            divisor_override: None,
+        }
+    }
+    /// The same stride on every axis.
+    pub fn stride(mut self, stride: usize) -> Self {
+        self.strides = Some([stride; D]);
+        self
+    }
+    /// One stride per axis.
+    pub fn strides(mut self, strides: [usize; D]) -> Self {
+        self.strides = Some(strides);
+        self
+    }
+    /// The same padding on every axis.
+    pub fn padding(mut self, padding: impl Into<Padding>) -> Self {
+        self.paddings = [padding.into(); D];
+        self
+    }
+    /// One padding per axis.
+    pub fn paddings(mut self, paddings: [Padding; D]) -> Self {
+        self.paddings = paddings;
+        self
+    }
+    /// The same dilation on every axis.
+    pub fn dilation(mut self, dilation: usize) -> Self {
+        self.dilations = [dilation; D];
+        self
+    }
+    /// One dilation per axis.
+    pub fn dilations(mut self, dilations: [usize; D]) -> Self {
+        self.dilations = dilations;
+        self
+    }
+    /// Round output sizes up.
+    pub fn ceil_mode(mut self, ceil_mode: bool) -> Self {
+        self.ceil_mode = ceil_mode;
+        self
+    }
+    /// Whether averages count the padding.
+    pub fn count_include_pad(mut self, count_include_pad: bool) -> Self {
+        self.count_include_pad = count_include_pad;
+        self
+    }
+    /// Divide averages by this number.
+    pub fn divisor_override(mut self, divisor: usize) -> Self {
+        self.divisor_override = Some(divisor);
+        self
+    }
+
+    /// The stride of axis `i` (the window size when unset).
+    pub fn stride_of(&self, i: usize) -> usize {
+        self.strides.map_or(self.kernel[i], |s| s[i])
+    }
+
+    /// Zeros before and after axis `i` of an input of size `n`, and the number of windows.
+    pub fn axis(&self, i: usize, n: usize) -> Result<(Pads, usize)> {
+        let (k, s, d) = (self.kernel[i], self.stride_of(i), self.dilations[i]);
+        match self.paddings[i] {
+            Padding::Explicit(p) => {
+                let params = PoolParams {
+                    kernel: k,
+                    stride: Some(s),
+                    padding: p,
+                    dilation: d,
+                    ceil_mode: self.ceil_mode,
+                };
+                Ok((Pads { left: p, right: p }, params.output_len(n)?))
+            }
+            Padding::Valid => {
+                let params = PoolParams::new(k)
+                    .stride(s)
+                    .dilation(d)
+                    .ceil_mode(self.ceil_mode);
+                Ok((Pads::default(), params.output_len(n)?))
+            }
+            Padding::KerasSame => {
+                if n == 0 {
+                    return Err(Error::EmptyInput {
+                        op: "pooling",
+                        what: "input",
+                    });
+                }
+                let pads = Padding::KerasSame.resolve(n, k, s, d)?;
+                Ok((pads, n.div_ceil(s)))
+            }
+            other => Err(Error::param(
+                "padding",
+                format!("pooling takes a number of zeros, Valid or KerasSame, not {other:?}"),
+            )),
+        }
+    }
+
+    /// The number of windows along every axis of an input of size `input`.
+    pub fn output_size(&self, input: [usize; D]) -> Result<[usize; D]> {
+        let mut out = [0; D];
+        for i in 0..D {
+            out[i] = self.axis(i, input[i])?.1;
+        }
+        Ok(out)
+    }
+}
+
+/// The bins of adaptive pooling along one axis of length `n` cut into `out` bins: bin `i` covers
+/// `⌊i·n/out⌋ .. ⌈(i+1)·n/out⌉` (neighbouring bins may overlap), exactly as PyTorch.
+pub fn adaptive_bin(i: usize, n: usize, out: usize) -> (usize, usize) {
+    ((i * n) / out, ((i + 1) * n).div_ceil(out))
+}
+
 /// Hyper-parameters of a convolution along one axis: PyTorch's `conv1d` arguments, and those of
 /// each axis of a square 2-D layer.
 ///

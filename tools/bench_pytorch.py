@@ -4,7 +4,8 @@
 Measures, for each thread count:
   * conv2d forward on the course CNN's layers L1, L2, L3 (benches/conv2d.rs), with bias;
   * conv2d forward+backward (gradients of input, weight and bias) on the same layers;
-  * max_pool2d 2x2 forward+backward on (64, 32, 28, 28);
+  * max_pool2d and avg_pool2d 2x2 forward, and max_pool2d forward+backward, on
+    (64, 32, 28, 28) (benches/pool.rs);
   * conv1d forward (64, 16, 1000) x (32, 16, 7), padding 3, with bias (benches/conv1d.rs);
   * torch.mm on square sizes 64..1024 and on the per-image im2col products of the
     course CNN, (32x25)·(25x784) and (64x800)·(800x196) (benches/gemm.rs).
@@ -101,6 +102,16 @@ def conv2d_backward(gen, x_shape, w_shape, padding):
     return run
 
 
+def pool_forward(gen, x_shape, pool):
+    x = randn(gen, *x_shape)
+
+    def run():
+        with torch.no_grad():
+            pool(x, 2)
+
+    return run
+
+
 def max_pool_backward(gen, x_shape):
     x = randn(gen, *x_shape).requires_grad_()
     g = randn(gen, *F.max_pool2d(x, 2).shape)
@@ -141,6 +152,9 @@ def build_sections(gen):
     return [
         ("conv2d forward (with bias)", conv_fwd),
         ("conv2d forward+backward (grads of input, weight, bias)", conv_bwd),
+        ("pooling 2x2 forward",
+         [(f"max_pool2d {POOL_INPUT}", pool_forward(gen, POOL_INPUT, F.max_pool2d), None),
+          (f"avg_pool2d {POOL_INPUT}", pool_forward(gen, POOL_INPUT, F.avg_pool2d), None)]),
         ("max_pool2d 2x2 forward+backward",
          [(f"{POOL_INPUT}", max_pool_backward(gen, POOL_INPUT), None)]),
         ("conv1d forward (with bias)",

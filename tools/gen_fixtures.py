@@ -3,7 +3,7 @@
 
 Reference results come from NumPy (np.convolve, np.correlate), SciPy (signal.convolve2d,
 signal.correlate2d) and PyTorch (torch.nn.functional.conv1d, conv2d, conv3d, unfold, fold,
-max_pool1d, conv_transpose1d), computed in float64.
+max_pool1d/2d, avg_pool1d/2d, adaptive pooling, conv_transpose1d), computed in float64.
 Inputs are rounded to float32 first, so the same cases test the f32 kernels too. The files
 record the library versions that produced them. Building and testing convlab never runs this.
 
@@ -30,7 +30,9 @@ def values(*shape):
 
 
 def flat(a):
-    return [float(v) for v in np.asarray(a, dtype=np.float64).ravel()]
+    """Values for JSON, which has no infinities or NaN: those are written as strings."""
+    return [float(v) if np.isfinite(v) else str(float(v))
+            for v in np.asarray(a, dtype=np.float64).ravel()]
 
 
 def dilate(w, d):
@@ -310,6 +312,52 @@ def signal2d_cases():
     return cases
 
 
+def ties(*shape):
+    """Small integers, so windows often hold equal maxima (PyTorch keeps the first)."""
+    return rng.integers(-3, 4, size=shape).astype(np.float64)
+
+
+def pool_case(dims):
+    """One random pooling call of every kind on the same input, with PyTorch's results."""
+    batch, c = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+    sizes = [int(rng.integers(1, 10)) for _ in range(dims)]
+    x = ties(batch, c, *sizes) if rng.random() < 0.5 else values(batch, c, *sizes)
+    kernel = [int(rng.integers(1, 5)) for _ in range(dims)]
+    stride = [int(rng.integers(1, 4)) for _ in range(dims)] if rng.random() < 0.7 else None
+    padding = [int(rng.integers(0, k // 2 + 1)) for k in kernel]
+    dilation = [int(rng.choice([1, 1, 2])) for _ in range(dims)]
+    ceil = bool(rng.random() < 0.5)
+    include = bool(rng.random() < 0.7)
+    divisor = int(rng.integers(1, 7)) if dims == 2 and rng.random() < 0.3 else None
+    adaptive = [int(rng.integers(1, 6)) for _ in range(dims)]
+    xt = torch.from_numpy(x)
+    case = {"x": flat(x), "x_shape": list(x.shape), "kernel": kernel, "stride": stride,
+            "padding": padding, "dilation": dilation, "ceil_mode": ceil,
+            "count_include_pad": include, "divisor_override": divisor, "adaptive": adaptive}
+    fns = {1: (F.max_pool1d, F.avg_pool1d, F.adaptive_max_pool1d, F.adaptive_avg_pool1d),
+           2: (F.max_pool2d, F.avg_pool2d, F.adaptive_max_pool2d, F.adaptive_avg_pool2d)}[dims]
+    max_pool, avg_pool, adaptive_max, adaptive_avg = fns
+    try:
+        y, i = max_pool(xt, kernel, stride=stride, padding=padding, dilation=dilation,
+                        ceil_mode=ceil, return_indices=True)
+        case["max"], case["max_index"], case["max_shape"] = flat(y), i.flatten().tolist(), list(y.shape)
+    except RuntimeError as e:
+        case["max_error"] = str(e).splitlines()[0]
+    avg_args = dict(stride=stride, padding=padding, ceil_mode=ceil, count_include_pad=include)
+    if dims == 2:
+        avg_args["divisor_override"] = divisor
+    try:
+        y = avg_pool(xt, kernel, **avg_args)
+        case["avg"], case["avg_shape"] = flat(y), list(y.shape)
+    except RuntimeError as e:
+        case["avg_error"] = str(e).splitlines()[0]
+    out = adaptive[0] if dims == 1 else adaptive
+    y, i = adaptive_max(xt, out, return_indices=True)
+    case["adaptive_max"], case["adaptive_max_index"] = flat(y), i.flatten().tolist()
+    case["adaptive_avg"] = flat(adaptive_avg(xt, out))
+    return case
+
+
 def write(name, payload):
     payload = {"generator": generator(), **payload}
     path = OUT / name
@@ -329,6 +377,8 @@ def main():
     write("conv3d.json", convnd_cases(3, 30, 6, 4))
     write("unfold.json", {"cases": unfold_cases()})
     write("signal2d.json", {"cases": signal2d_cases()})
+    write("pool.json", {"pool1d": [pool_case(1) for _ in range(150)],
+                        "pool2d": [pool_case(2) for _ in range(150)]})
 
 
 if __name__ == "__main__":

@@ -68,6 +68,31 @@ pub fn mismatch<T: NdFloat>(actual: &[T], expected: &[f64], rtol: f64) -> Option
         })
 }
 
+/// Deserialize a list of reals where the fixtures write infinities and NaN as strings.
+pub fn reals<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Real {
+        Number(f64),
+        Named(String),
+    }
+    let values: Vec<Real> = serde::Deserialize::deserialize(d)?;
+    values
+        .into_iter()
+        .map(|v| match v {
+            Real::Number(x) => Ok(x),
+            Real::Named(s) => s.parse::<f64>().map_err(serde::de::Error::custom),
+        })
+        .collect()
+}
+
+/// [`reals`] for an optional list.
+pub fn optional_reals<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<f64>>, D::Error> {
+    reals(d).map(Some)
+}
+
 /// Panic with a useful message unless `actual` is close to `expected` (see [`mismatch`]).
 pub fn assert_close<T: NdFloat>(actual: &[T], expected: &[f64], rtol: f64, what: &str) {
     if let Some(m) = mismatch(actual, expected, rtol) {

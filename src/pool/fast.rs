@@ -1,0 +1,327 @@
+//! Fast pooling, with the same names and signatures as [`super::naive`].
+//!
+//! Each `(n, c)` feature map is a contiguous slice, and maps are pooled in parallel. The input
+//! positions of every window are worked out once per axis — rows for each output row, columns
+//! for each output column — so the inner loops only read memory and compare or add; no bounds
+//! are tested per element and no index arithmetic is repeated.
+
+use ndarray::parallel::prelude::*;
+use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis, NdFloat};
+use rayon::slice::{ParallelSlice, ParallelSliceMut};
+
+use super::naive::{AxisWindows, windows};
+use crate::error::{Error, Result};
+use crate::shape::{Padding, Pool1dParams, Pool2dParams, adaptive_bin};
+
+/// The input positions one output reads along one axis: `first, first + step, …`, `count` of
+/// them (the taps inside the input always form such a progression).
+#[derive(Debug, Clone, Copy)]
+struct Taps {
+    first: usize,
+    count: usize,
+    step: usize,
+}
+
+impl Taps {
+    /// The elements of `line` at these positions.
+    fn of<T: Copy>(self, line: &[T]) -> impl Iterator<Item = (usize, T)> + '_ {
+        line[self.first.min(line.len())..]
+            .iter()
+            .step_by(self.step)
+            .take(self.count)
+            .enumerate()
+            .map(move |(t, &v)| (self.first + t * self.step, v))
+    }
+}
+
+/// The positions every output of one axis reads.
+fn taps(axis: &AxisWindows) -> Vec<Taps> {
+    (0..axis.out)
+        .map(|o| {
+            let mut inside = axis.taps(o);
+            let first = inside.next();
+            Taps {
+                first: first.unwrap_or(axis.len),
+                count: first.map_or(0, |_| 1 + inside.count()),
+                step: axis.dilation,
+            }
+        })
+        .collect()
+}
+
+fn bins(n: usize, out: usize) -> Vec<Taps> {
+    (0..out)
+        .map(|o| {
+            let (start, end) = adaptive_bin(o, n, out);
+            Taps {
+                first: start,
+                count: end - start,
+                step: 1,
+            }
+        })
+        .collect()
+}
+
+fn check_input<T>(op: &'static str, x: &ArrayView4<T>) -> Result<()> {
+    let (n, c, h, w) = x.dim();
+    if n * c > 0 && h * w == 0 {
+        return Err(Error::EmptyInput {
+            op,
+            what: "spatial size (with N > 0 and C > 0)",
+        });
+    }
+    Ok(())
+}
+
+/// Max over the windows `rows[i] × cols[j]` of every map, with PyTorch's tie and NaN rules: the
+/// first maximum in row-major order wins, a NaN beats everything (the last NaN stays).
+///
+/// Windows are rectangles, so the max is separable: first along each input row for every output
+/// column (`line_max`, with the column it came from), then down the rows of each window. Scanning
+/// rows in order with a strict `>` keeps the earliest row, and each row's earliest column, which
+/// is the first maximum in row-major order.
+fn max_windows<T: NdFloat>(
+    x: ArrayView4<T>,
+    rows: &[Taps],
+    cols: &[Taps],
+) -> (Array4<T>, Array4<usize>) {
+    let (n, c, h, w) = x.dim();
+    let (oh, ow) = (rows.len(), cols.len());
+    let mut out = Array4::from_elem((n, c, oh, ow), T::neg_infinity());
+    let mut index = Array4::zeros((n, c, oh, ow));
+    if n * c == 0 || oh * ow == 0 {
+        return (out, index);
+    }
+    let x = x.as_standard_layout();
+    let x = x.as_slice().expect("a standard-layout array is one slice");
+    let out_slice = out.as_slice_mut().expect("a new array is contiguous");
+    let index_slice = index.as_slice_mut().expect("a new array is contiguous");
+    out_slice
+        .par_chunks_mut(oh * ow)
+        .zip(index_slice.par_chunks_mut(oh * ow))
+        .zip(x.par_chunks(h * w))
+        .for_each_init(
+            || vec![(T::neg_infinity(), 0usize); h * ow],
+            |line_max, ((y, idx), map)| {
+                for (line, maxima) in map.chunks_exact(w).zip(line_max.chunks_exact_mut(ow)) {
+                    for (m, &col_taps) in maxima.iter_mut().zip(cols) {
+                        *m = (T::neg_infinity(), col_taps.first);
+                        for (s, v) in col_taps.of(line) {
+                            if v > m.0 || v.is_nan() {
+                                *m = (v, s);
+                            }
+                        }
+                    }
+                }
+                for (i, &row_taps) in rows.iter().enumerate() {
+                    let (y, idx) = (&mut y[i * ow..(i + 1) * ow], &mut idx[i * ow..(i + 1) * ow]);
+                    // PyTorch starts from the first position inside the image, even if nothing
+                    // beats −∞.
+                    for ((y, at), col_taps) in y.iter_mut().zip(idx.iter_mut()).zip(cols) {
+                        *y = T::neg_infinity();
+                        *at = row_taps.first * w + col_taps.first;
+                    }
+                    for r in (0..row_taps.count).map(|t| row_taps.first + t * row_taps.step) {
+                        let maxima = &line_max[r * ow..(r + 1) * ow];
+                        for ((y, at), &(v, s)) in y.iter_mut().zip(idx.iter_mut()).zip(maxima) {
+                            if v > *y || v.is_nan() {
+                                *y = v;
+                                *at = r * w + s;
+                            }
+                        }
+                    }
+                }
+            },
+        );
+    (out, index)
+}
+
+/// Sum over the windows `rows[i] × cols[j]` of every map, divided by `divisor(i, j)`; separable
+/// like [`max_windows`]: sums along each input row first, then down each window's rows.
+fn mean_windows<T: NdFloat>(
+    x: ArrayView4<T>,
+    rows: &[Taps],
+    cols: &[Taps],
+    divisor: impl Fn(usize, usize) -> usize + Sync,
+) -> Array4<T> {
+    let (n, c, h, w) = x.dim();
+    let (oh, ow) = (rows.len(), cols.len());
+    let mut out = Array4::zeros((n, c, oh, ow));
+    if n * c == 0 || oh * ow == 0 {
+        return out;
+    }
+    // 1 / divisor, once per output position rather than once per map.
+    let scale: Vec<T> = (0..oh * ow)
+        .map(|o| match divisor(o / ow, o % ow) {
+            0 => T::zero(),
+            d => T::one() / T::from(d).expect("a count converts to a float"),
+        })
+        .collect();
+    let x = x.as_standard_layout();
+    let x = x.as_slice().expect("a standard-layout array is one slice");
+    out.as_slice_mut()
+        .expect("a new array is contiguous")
+        .par_chunks_mut(oh * ow)
+        .zip(x.par_chunks(h * w))
+        .for_each_init(
+            || vec![T::zero(); h * ow],
+            |line_sum, (y, map)| {
+                for (line, sums) in map.chunks_exact(w).zip(line_sum.chunks_exact_mut(ow)) {
+                    for (sum, &col_taps) in sums.iter_mut().zip(cols) {
+                        *sum = col_taps.of(line).fold(T::zero(), |acc, (_, v)| acc + v);
+                    }
+                }
+                for (i, &row_taps) in rows.iter().enumerate() {
+                    let y = &mut y[i * ow..(i + 1) * ow];
+                    for r in (0..row_taps.count).map(|t| row_taps.first + t * row_taps.step) {
+                        for (y, &s) in y.iter_mut().zip(&line_sum[r * ow..(r + 1) * ow]) {
+                            *y += s;
+                        }
+                    }
+                    for (y, &k) in y.iter_mut().zip(&scale[i * ow..(i + 1) * ow]) {
+                        *y *= k;
+                    }
+                }
+            },
+        );
+    out
+}
+
+/// PyTorch's `max_pool2d(…, return_indices=True)`; the twin of
+/// [`super::naive::max_pool2d_with_indices`].
+pub fn max_pool2d_with_indices<T: NdFloat>(
+    x: ArrayView4<T>,
+    params: Pool2dParams,
+) -> Result<(Array4<T>, Array4<usize>)> {
+    check_input("max_pool2d", &x)?;
+    let (_, _, h, w) = x.dim();
+    let [rows, cols] = windows([h, w], &params, false)?;
+    Ok(max_windows(x, &taps(&rows), &taps(&cols)))
+}
+
+/// PyTorch's `max_pool2d`; the twin of [`super::naive::max_pool2d`].
+pub fn max_pool2d<T: NdFloat>(x: ArrayView4<T>, params: Pool2dParams) -> Result<Array4<T>> {
+    Ok(max_pool2d_with_indices(x, params)?.0)
+}
+
+/// PyTorch's `avg_pool2d`; the twin of [`super::naive::avg_pool2d`].
+pub fn avg_pool2d<T: NdFloat>(x: ArrayView4<T>, params: Pool2dParams) -> Result<Array4<T>> {
+    check_input("avg_pool2d", &x)?;
+    let (_, _, h, w) = x.dim();
+    let [rows, cols] = windows([h, w], &params, true)?;
+    let divisor = |i: usize, j: usize| {
+        params
+            .divisor_override
+            .unwrap_or_else(|| rows.divisor(i) * cols.divisor(j))
+    };
+    Ok(mean_windows(x, &taps(&rows), &taps(&cols), divisor))
+}
+
+fn check_adaptive(op: &'static str, output: [usize; 2]) -> Result<()> {
+    if output.contains(&0) {
+        return Err(Error::param(
+            "output_size",
+            format!("{op} needs every output size ≥ 1, got {output:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// PyTorch's `adaptive_avg_pool2d`; the twin of [`super::naive::adaptive_avg_pool2d`].
+pub fn adaptive_avg_pool2d<T: NdFloat>(
+    x: ArrayView4<T>,
+    output_size: [usize; 2],
+) -> Result<Array4<T>> {
+    check_input("adaptive_avg_pool2d", &x)?;
+    let (_, _, h, w) = x.dim();
+    check_adaptive("adaptive_avg_pool2d", output_size)?;
+    let (rows, cols) = (bins(h, output_size[0]), bins(w, output_size[1]));
+    let divisor = |i: usize, j: usize| rows[i].count * cols[j].count;
+    Ok(mean_windows(x, &rows, &cols, divisor))
+}
+
+/// PyTorch's `adaptive_max_pool2d(…, return_indices=True)`; the twin of
+/// [`super::naive::adaptive_max_pool2d_with_indices`].
+pub fn adaptive_max_pool2d_with_indices<T: NdFloat>(
+    x: ArrayView4<T>,
+    output_size: [usize; 2],
+) -> Result<(Array4<T>, Array4<usize>)> {
+    check_input("adaptive_max_pool2d", &x)?;
+    let (_, _, h, w) = x.dim();
+    check_adaptive("adaptive_max_pool2d", output_size)?;
+    let (rows, cols) = (bins(h, output_size[0]), bins(w, output_size[1]));
+    Ok(max_windows(x, &rows, &cols))
+}
+
+/// [`adaptive_max_pool2d_with_indices`] without the indices.
+pub fn adaptive_max_pool2d<T: NdFloat>(
+    x: ArrayView4<T>,
+    output_size: [usize; 2],
+) -> Result<Array4<T>> {
+    Ok(adaptive_max_pool2d_with_indices(x, output_size)?.0)
+}
+
+/// Global average pooling: `(N, C, H, W)` → `(N, C, 1, 1)`.
+pub fn global_avg_pool2d<T: NdFloat>(x: ArrayView4<T>) -> Result<Array4<T>> {
+    adaptive_avg_pool2d(x, [1, 1])
+}
+
+fn as_2d(p: Pool1dParams) -> Pool2dParams {
+    Pool2dParams {
+        kernel: [1, p.kernel[0]],
+        strides: Some([1, p.stride_of(0)]),
+        paddings: [Padding::Explicit(0), p.paddings[0]],
+        dilations: [1, p.dilations[0]],
+        ceil_mode: p.ceil_mode,
+        count_include_pad: p.count_include_pad,
+        divisor_override: p.divisor_override,
+    }
+}
+
+fn as_signal<T>(a: Array4<T>) -> Array3<T> {
+    a.index_axis_move(Axis(2), 0)
+}
+
+/// PyTorch's `max_pool1d(…, return_indices=True)`.
+pub fn max_pool1d_with_indices<T: NdFloat>(
+    x: ArrayView3<T>,
+    params: Pool1dParams,
+) -> Result<(Array3<T>, Array3<usize>)> {
+    let (y, i) = max_pool2d_with_indices(x.insert_axis(Axis(2)), as_2d(params))?;
+    Ok((as_signal(y), as_signal(i)))
+}
+
+/// PyTorch's `max_pool1d`.
+pub fn max_pool1d<T: NdFloat>(x: ArrayView3<T>, params: Pool1dParams) -> Result<Array3<T>> {
+    Ok(max_pool1d_with_indices(x, params)?.0)
+}
+
+/// PyTorch's `avg_pool1d`.
+pub fn avg_pool1d<T: NdFloat>(x: ArrayView3<T>, params: Pool1dParams) -> Result<Array3<T>> {
+    Ok(as_signal(avg_pool2d(
+        x.insert_axis(Axis(2)),
+        as_2d(params),
+    )?))
+}
+
+/// PyTorch's `adaptive_avg_pool1d`.
+pub fn adaptive_avg_pool1d<T: NdFloat>(x: ArrayView3<T>, output_size: usize) -> Result<Array3<T>> {
+    Ok(as_signal(adaptive_avg_pool2d(
+        x.insert_axis(Axis(2)),
+        [1, output_size],
+    )?))
+}
+
+/// PyTorch's `adaptive_max_pool1d(…, return_indices=True)`.
+pub fn adaptive_max_pool1d_with_indices<T: NdFloat>(
+    x: ArrayView3<T>,
+    output_size: usize,
+) -> Result<(Array3<T>, Array3<usize>)> {
+    let (y, i) = adaptive_max_pool2d_with_indices(x.insert_axis(Axis(2)), [1, output_size])?;
+    Ok((as_signal(y), as_signal(i)))
+}
+
+/// PyTorch's `adaptive_max_pool1d`.
+pub fn adaptive_max_pool1d<T: NdFloat>(x: ArrayView3<T>, output_size: usize) -> Result<Array3<T>> {
+    Ok(adaptive_max_pool1d_with_indices(x, output_size)?.0)
+}
