@@ -9,9 +9,11 @@
 //! 3. [`conv2d`](mod@conv2d): 2-D and 3-D convolution layers, SciPy's `convolve2d` / `correlate2d`.
 //! 4. [`im2col`]: unfold / fold, convolution as one matrix product, and the [`gemm`] engines.
 //! 5. [`pool`]: max, average and adaptive pooling, PyTorch's and Keras's.
+//! 6. [`activation`]: ReLU, leaky ReLU, sigmoid, tanh, softmax and log-softmax.
 //!
 //! The glossary that maps the course's Spanish terms to these names is `chapters/README.md`.
 
+pub mod activation;
 pub mod conv1d;
 pub mod conv2d;
 pub mod error;
@@ -20,6 +22,7 @@ pub mod im2col;
 pub mod pool;
 pub mod shape;
 
+pub use activation::{leaky_relu, log_softmax, relu, sigmoid, softmax, tanh};
 pub use conv1d::{conv1d, convolve, correlate};
 pub use conv2d::{conv2d, conv3d, convolve2d, correlate2d};
 pub use error::{Error, Result};

@@ -358,6 +358,27 @@ def pool_case(dims):
     return case
 
 
+def activation_cases():
+    cases = []
+    extremes = np.array([1e4, -1e4, 700.0, -700.0, 88.0, -88.0, 0.0, -0.0])
+    for shape in [(3, 5), (2, 3, 4), (4,), (1, 7)]:
+        for _ in range(3):
+            x = rng.uniform(-5, 5, size=shape)
+            flat_x = x.ravel()
+            picks = rng.integers(0, len(flat_x), size=min(3, len(flat_x)))
+            flat_x[picks] = rng.choice(extremes, size=len(picks))
+            x = flat_x.astype(np.float32).astype(np.float64).reshape(shape)
+            xt = torch.from_numpy(x)
+            case = {"x": flat(x), "shape": list(shape),
+                    "relu": flat(F.relu(xt)), "leaky_relu": flat(F.leaky_relu(xt, 0.01)),
+                    "leaky_relu_0_2": flat(F.leaky_relu(xt, 0.2)),
+                    "sigmoid": flat(torch.sigmoid(xt)), "tanh": flat(torch.tanh(xt)),
+                    "softmax": [flat(F.softmax(xt, dim=a)) for a in range(len(shape))],
+                    "log_softmax": [flat(F.log_softmax(xt, dim=a)) for a in range(len(shape))]}
+            cases.append(case)
+    return cases
+
+
 def write(name, payload):
     payload = {"generator": generator(), **payload}
     path = OUT / name
@@ -379,6 +400,7 @@ def main():
     write("signal2d.json", {"cases": signal2d_cases()})
     write("pool.json", {"pool1d": [pool_case(1) for _ in range(150)],
                         "pool2d": [pool_case(2) for _ in range(150)]})
+    write("activation.json", {"cases": activation_cases()})
 
 
 if __name__ == "__main__":
