@@ -10,6 +10,7 @@
 //! 4. [`im2col`]: unfold / fold, convolution as one matrix product, and the [`gemm`] engines.
 //! 5. [`pool`]: max, average and adaptive pooling, PyTorch's and Keras's.
 //! 6. [`activation`]: ReLU, leaky ReLU, sigmoid, tanh, softmax and log-softmax.
+//! 7. [`loss`]: binary and categorical cross-entropy, from probabilities and from logits.
 //!
 //! The glossary that maps the course's Spanish terms to these names is `chapters/README.md`.
 
@@ -19,6 +20,7 @@ pub mod conv2d;
 pub mod error;
 pub mod gemm;
 pub mod im2col;
+pub mod loss;
 pub mod pool;
 pub mod shape;
 
@@ -27,6 +29,10 @@ pub use conv1d::{conv1d, convolve, correlate};
 pub use conv2d::{conv2d, conv3d, convolve2d, correlate2d};
 pub use error::{Error, Result};
 pub use im2col::{fold, unfold};
+pub use loss::{
+    LossOptions, Reduction, binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,
+    nll_loss,
+};
 pub use pool::{
     adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_max_pool1d, adaptive_max_pool2d, avg_pool1d,
     avg_pool2d, max_pool1d, max_pool2d,

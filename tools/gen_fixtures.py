@@ -379,6 +379,63 @@ def activation_cases():
     return cases
 
 
+REDUCTIONS = ["none", "mean", "sum"]
+
+
+def loss_cases():
+    """Random calls of every loss with PyTorch's options, and PyTorch's results."""
+    cases = []
+    for _ in range(120):
+        batch, classes = int(rng.integers(1, 5)), int(rng.integers(2, 6))
+        extra = [int(rng.integers(1, 4))] if rng.random() < 0.3 else []
+        shape = [batch, classes] + extra
+        reduction = REDUCTIONS[int(rng.integers(3))]
+        logits = rng.uniform(-4, 4, size=shape).astype(np.float32).astype(np.float64)
+        sample_shape = [batch] + extra
+        classes_t = rng.integers(0, classes, size=sample_shape)
+        ignore = -100
+        if rng.random() < 0.3:
+            ignore = int(rng.integers(0, classes))
+        weight = values(classes) + 1.5 if rng.random() < 0.5 else None
+        smoothing = float(rng.choice([0.0, 0.0, 0.1, 0.3]))
+        probs = rng.dirichlet(np.ones(classes), size=sample_shape)
+        probs = np.moveaxis(probs, -1, 1).astype(np.float32).astype(np.float64)
+        lt, wt = torch.from_numpy(logits), None if weight is None else torch.from_numpy(weight)
+        tt = torch.from_numpy(classes_t)
+        case = {"logits": flat(logits), "shape": shape, "classes": classes_t.ravel().tolist(),
+                "probabilities": flat(probs), "weight": None if weight is None else flat(weight),
+                "ignore_index": ignore, "label_smoothing": smoothing, "reduction": reduction}
+        try:
+            case["cross_entropy"] = flat(F.cross_entropy(
+                lt, tt, weight=wt, ignore_index=ignore, label_smoothing=smoothing,
+                reduction=reduction))
+        except RuntimeError as e:
+            case["cross_entropy_error"] = str(e).splitlines()[0]
+        case["cross_entropy_probs"] = flat(F.cross_entropy(
+            lt, torch.from_numpy(probs), weight=wt, label_smoothing=smoothing,
+            reduction=reduction))
+        log_p = F.log_softmax(lt, dim=1)
+        case["log_probs"] = flat(log_p)
+        case["nll_loss"] = flat(F.nll_loss(log_p, tt, weight=wt, ignore_index=ignore,
+                                           reduction=reduction))
+        # Binary losses on the same logits read as independent outputs.
+        p = torch.sigmoid(lt)
+        y = torch.from_numpy((rng.random(shape) < 0.5).astype(np.float64))
+        if rng.random() < 0.2:
+            p = p.clone()
+            p.view(-1)[0] = float(rng.choice([0.0, 1.0]))  # exercises the −100 clamp
+        ew = torch.from_numpy(values(*shape[-1:]) + 1.5) if rng.random() < 0.4 else None
+        pw = torch.from_numpy(values(shape[-1]) + 2.0) if rng.random() < 0.4 else None
+        case.update({"p": flat(p), "y": flat(y),
+                     "element_weight": None if ew is None else flat(ew),
+                     "pos_weight": None if pw is None else flat(pw),
+                     "bce": flat(F.binary_cross_entropy(p, y, weight=ew, reduction=reduction)),
+                     "bce_logits": flat(F.binary_cross_entropy_with_logits(
+                         lt, y, weight=ew, pos_weight=pw, reduction=reduction))})
+        cases.append(case)
+    return cases
+
+
 def write(name, payload):
     payload = {"generator": generator(), **payload}
     path = OUT / name
@@ -401,6 +458,7 @@ def main():
     write("pool.json", {"pool1d": [pool_case(1) for _ in range(150)],
                         "pool2d": [pool_case(2) for _ in range(150)]})
     write("activation.json", {"cases": activation_cases()})
+    write("loss.json", {"cases": loss_cases()})
 
 
 if __name__ == "__main__":
