@@ -16,7 +16,7 @@ use ndarray::{
 
 use crate::error::Result;
 use crate::gemm::{Engine, Scalar, gemm};
-use crate::im2col::{Patches, im2col_2d};
+use crate::im2col::{Patches, col2im_2d, im2col_2d};
 use crate::shape::{Conv2dParams, Conv3dParams, ConvGeometry, Mode, Pads, SignalFrame, SignalOp};
 
 /// The GEMM engine the convolutions use by default: on the per-image im2col products of the
@@ -247,4 +247,108 @@ pub fn convolve2d<T: Scalar>(x: ArrayView2<T>, w: ArrayView2<T>, mode: Mode) -> 
 /// [`super::naive::correlate2d`].
 pub fn correlate2d<T: Scalar>(x: ArrayView2<T>, w: ArrayView2<T>, mode: Mode) -> Result<Array2<T>> {
     signal2d(x, w, mode, SignalOp::Correlate)
+}
+
+/// Backpropagation through [`conv2d`] by matrix products, the twin of
+/// [`super::naive::conv2d_backward`]. Per image and group, with `X_col = im2col(x)`,
+/// `W_row` the weight matrix and `G` the output gradient as a `C_out/g × H_out·W_out` matrix:
+///
+/// `∂L/∂W_row += G · X_colᵀ`,  `∂L/∂X_col = W_rowᵀ · G`,  `∂L/∂x = col2im(∂L/∂X_col)`,
+///
+/// the forward `H_col = W_row · X_col` differentiated like any matrix product; col2im adds each
+/// column entry back to the pixel it was copied from. Images run in parallel, each thread summing
+/// its own weight gradient.
+pub fn conv2d_backward<T: Scalar>(
+    x: ArrayView4<T>,
+    w: ArrayView4<T>,
+    grad_out: ArrayView4<T>,
+    params: Conv2dParams,
+) -> Result<super::naive::Conv2dGrads<T>> {
+    conv2d_backward_with(DEFAULT_ENGINE, x, w, grad_out, params)
+}
+
+/// [`conv2d_backward`] with the matrix products computed by `engine`.
+pub fn conv2d_backward_with<T: Scalar>(
+    engine: Engine,
+    x: ArrayView4<T>,
+    w: ArrayView4<T>,
+    grad_out: ArrayView4<T>,
+    params: Conv2dParams,
+) -> Result<super::naive::Conv2dGrads<T>> {
+    let ((n, c_in, h, wd), (c_out, c_in_per_group, kh, kw)) = (x.dim(), w.dim());
+    let geo = ConvGeometry::new(
+        (n, c_in, [h, wd]),
+        (c_out, c_in_per_group, [kh, kw]),
+        None,
+        params,
+    )?;
+    super::naive::check_grad_shape(grad_out.shape(), &[n, c_out, geo.output[0], geo.output[1]])?;
+    let patches = Patches::from(&geo);
+    let (groups, windows) = (geo.groups, patches.windows());
+    let rows = c_in_per_group * patches.taps();
+    let c_out_per_group = c_out / groups;
+    let weights = weight_matrix(w);
+    let mut grad_x = Array4::<T>::zeros((n, c_in, h, wd));
+    let grad_w = grad_x
+        .outer_iter_mut()
+        .into_par_iter()
+        .zip(x.outer_iter().into_par_iter())
+        .zip(grad_out.outer_iter().into_par_iter())
+        .try_fold(
+            || {
+                (
+                    Array2::<T>::zeros((c_out, rows)),
+                    Array2::<T>::zeros((rows, windows)),
+                )
+            },
+            |(mut grad_w, mut cols), ((mut gx_n, x_n), g_n)| {
+                let g_n = g_n.as_standard_layout();
+                let g_n = g_n
+                    .view()
+                    .into_shape_with_order((c_out, windows))
+                    .expect("a standard-layout array reshapes to its own element count");
+                for g in 0..groups {
+                    let inputs = g * c_in_per_group..(g + 1) * c_in_per_group;
+                    let outputs = g * c_out_per_group..(g + 1) * c_out_per_group;
+                    let g_rows = g_n.slice(s![outputs.clone(), ..]);
+                    im2col_2d(
+                        x_n.slice(s![inputs.clone(), .., ..]),
+                        &patches,
+                        cols.view_mut(),
+                    );
+                    gemm(
+                        engine,
+                        T::one(),
+                        g_rows,
+                        cols.t(),
+                        T::one(),
+                        grad_w.slice_mut(s![outputs.clone(), ..]),
+                    )?;
+                    // cols is free again: reuse it for ∂L/∂X_col.
+                    gemm(
+                        engine,
+                        T::one(),
+                        weights.slice(s![outputs, ..]).t(),
+                        g_rows,
+                        T::zero(),
+                        cols.view_mut(),
+                    )?;
+                    col2im_2d(cols.view(), &patches, gx_n.slice_mut(s![inputs, .., ..]));
+                }
+                Ok::<_, crate::error::Error>((grad_w, cols))
+            },
+        )
+        .map(|state| state.map(|(grad_w, _)| grad_w))
+        .try_reduce(|| Array2::zeros((c_out, rows)), |a, b| Ok(a + b))?;
+    let bias = grad_out
+        .sum_axis(Axis(3))
+        .sum_axis(Axis(2))
+        .sum_axis(Axis(0));
+    Ok(super::naive::Conv2dGrads {
+        input: grad_x,
+        weight: grad_w
+            .into_shape_with_order((c_out, c_in_per_group, kh, kw))
+            .expect("one gradient per weight"),
+        bias,
+    })
 }

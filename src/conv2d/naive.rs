@@ -166,3 +166,79 @@ pub fn correlate2d<T: NdFloat>(
         y
     }))
 }
+
+/// The gradients of [`conv2d`]'s loss with respect to its input, weight and bias.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conv2dGrads<T> {
+    /// `∂L/∂x`, the input's shape `(N, C_in, H, W)`.
+    pub input: Array4<T>,
+    /// `∂L/∂w`, the weight's shape `(C_out, C_in/g, kH, kW)`.
+    pub weight: Array4<T>,
+    /// `∂L/∂b`, one value per output channel.
+    pub bias: ndarray::Array1<T>,
+}
+
+/// Backpropagation through [`conv2d`]: given `g = ∂L/∂out` of shape `(N, C_out, H_out, W_out)`,
+///
+/// `∂L/∂b[c_out] = Σ_{n,i,j} g[n, c_out, i, j]`
+///
+/// `∂L/∂w[c_out, c, k_i, k_j] = Σ_{n,i,j} g[n, c_out, i, j] · x̃[n, g(c_out)·C_in/g + c, i·s_h + k_i·d_h, j·s_w + k_j·d_w]`
+///
+/// `∂L/∂x[n, c_in, h, w] = Σ g[n, c_out, i, j] · w[c_out, c, k_i, k_j]` over every output
+/// `(c_out, i, j)` and tap `(k_i, k_j)` that read pixel `(h, w)` of channel `c_in`.
+///
+/// Each term is the forward formula read backwards: every product `x̃ · w` in an output sends
+/// `g` times the other factor back to each factor.
+pub fn conv2d_backward<T: NdFloat>(
+    x: ArrayView4<T>,
+    w: ArrayView4<T>,
+    grad_out: ArrayView4<T>,
+    params: Conv2dParams,
+) -> Result<Conv2dGrads<T>> {
+    let ((n, c_in, h, wd), (c_out, c_in_per_group, kh, kw)) = (x.dim(), w.dim());
+    let geo = ConvGeometry::new(
+        (n, c_in, [h, wd]),
+        (c_out, c_in_per_group, [kh, kw]),
+        None,
+        params,
+    )?;
+    check_grad_shape(grad_out.shape(), &[n, c_out, geo.output[0], geo.output[1]])?;
+    let c_out_per_group = c_out / geo.groups;
+    let ([s_h, s_w], [d_h, d_w]) = (geo.stride, geo.dilation);
+    let (p_h, p_w) = (geo.pads[0].left, geo.pads[1].left);
+    let mut grads = Conv2dGrads {
+        input: Array4::zeros(x.raw_dim()),
+        weight: Array4::zeros(w.raw_dim()),
+        bias: ndarray::Array1::zeros(c_out),
+    };
+    for ((n, c_out, i, j), &g) in grad_out.indexed_iter() {
+        let group = c_out / c_out_per_group;
+        grads.bias[c_out] += g;
+        for c in 0..c_in_per_group {
+            let channel = group * c_in_per_group + c;
+            for k_i in 0..kh {
+                let Some(row) = unpad(i * s_h + k_i * d_h, p_h, h) else {
+                    continue;
+                };
+                for k_j in 0..kw {
+                    if let Some(col) = unpad(j * s_w + k_j * d_w, p_w, wd) {
+                        grads.weight[[c_out, c, k_i, k_j]] += g * x[[n, channel, row, col]];
+                        grads.input[[n, channel, row, col]] += g * w[[c_out, c, k_i, k_j]];
+                    }
+                }
+            }
+        }
+    }
+    Ok(grads)
+}
+
+/// `grad_out` must have the forward output's shape.
+pub(crate) fn check_grad_shape(got: &[usize], expected: &[usize]) -> Result<()> {
+    if got != expected {
+        return Err(crate::error::Error::shape(
+            "conv2d_backward",
+            format!("grad_out has shape {got:?}, the forward output's shape is {expected:?}"),
+        ));
+    }
+    Ok(())
+}
