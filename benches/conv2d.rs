@@ -1,7 +1,8 @@
-//! Chapter 3 benchmarks: conv2d naive vs fast on the course's layers, on one thread and on all
-//! cores. Throughput: one element = one floating-point operation,
-//! 2·N·C_out·H_out·W_out·(C_in/groups)·kH·kW, so `Gelem/s` reads as GFLOP/s (PyTorch's
-//! convention in `tools/bench_pytorch.py`).
+//! Chapter 3 and 8 benchmarks: conv2d forward naive vs fast, and the fast backward, on the
+//! course's layers, on one thread and on all cores. Throughput: one element = one floating-point
+//! operation, 2·N·C_out·H_out·W_out·(C_in/groups)·kH·kW for the forward and twice that for the
+//! backward (two products), so `Gelem/s` reads as GFLOP/s (PyTorch's convention in
+//! `tools/bench_pytorch.py`).
 //!
 //!     cargo bench --bench conv2d
 //!     cargo bench --bench conv2d -- L2     # one layer
@@ -60,6 +61,30 @@ fn layer(
             pool.install(|| {
                 bench.iter(|| {
                     fast::conv2d(black_box(x.view()), w.view(), Some(b.view()), params).unwrap()
+                })
+            })
+        });
+    }
+    group.finish();
+
+    // Backward: gradients of input, weight and bias for an upstream gradient of ones.
+    let g = Array4::<f32>::ones((input.0, filters, h_out, w_out));
+    let mut group = c.benchmark_group(format!(
+        "conv2d backward {name} {input:?} x {filters} {k}x{k} p{pad}"
+    ));
+    group.throughput(Throughput::Elements(2 * flops as u64));
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(3));
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        group.bench_function(BenchmarkId::new("fast", format!("{threads}t")), |bench| {
+            pool.install(|| {
+                bench.iter(|| {
+                    fast::conv2d_backward(black_box(x.view()), w.view(), g.view(), params).unwrap()
                 })
             })
         });

@@ -159,3 +159,109 @@ fn backward_refuses_a_gradient_of_the_wrong_shape() {
     assert!(e.to_string().contains("[1, 2, 3, 3]"), "{e}");
     assert!(fast::conv2d_backward(x.view(), w.view(), g.view(), p).is_err());
 }
+
+mod pooling {
+    use super::*;
+    use convlab::pool::{fast as pool_fast, naive as pool_naive};
+    use convlab::shape::Pool2dParams;
+    use ndarray::ArrayView4;
+
+    type PoolCase = (Array4<f64>, Pool2dParams, [usize; 2], u64);
+
+    /// Random maps (no ties: the max's derivative is undefined at a tie) and pooling parameters.
+    fn pool_case() -> impl Strategy<Value = PoolCase> {
+        (
+            (1usize..3, 1usize..3, 1usize..8, 1usize..8),
+            (1usize..4, 1usize..4, 0usize..3, 0usize..3),
+            (0usize..2, 0usize..2, any::<bool>(), any::<bool>()),
+            (1usize..4, 1usize..4, any::<u64>()),
+        )
+            .prop_flat_map(
+                |((n, c, h, w), (kh, kw, sh, sw), (ph, pw, ceil, include), (oh, ow, seed))| {
+                    let stride = |s: usize, k: usize| if s == 0 { k } else { s };
+                    let p = Pool2dParams::new([kh, kw])
+                        .strides([stride(sh, kh), stride(sw, kw)])
+                        .paddings([
+                            Padding::Explicit(ph.min(kh / 2)),
+                            Padding::Explicit(pw.min(kw / 2)),
+                        ])
+                        .ceil_mode(ceil)
+                        .count_include_pad(include);
+                    proptest::collection::vec(-1.0f64..1.0, n * c * h * w).prop_map(move |v| {
+                        (
+                            Array4::from_shape_vec((n, c, h, w), v).unwrap(),
+                            p,
+                            [oh, ow],
+                            seed,
+                        )
+                    })
+                },
+            )
+    }
+
+    /// A fixed pseudo-random upstream gradient of the given shape.
+    fn upstream(shape: (usize, usize, usize, usize), seed: u64) -> Array4<f64> {
+        let mut state = seed | 1;
+        Array4::from_shape_fn(shape, |_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 2000) as f64 / 1000.0 - 1.0
+        })
+    }
+
+    fn check(
+        name: &str,
+        x: &Array4<f64>,
+        forward: impl Fn(ArrayView4<f64>) -> Array4<f64>,
+        backward: impl Fn(&Array4<f64>) -> Array4<f64>,
+        seed: u64,
+    ) -> Result<(), TestCaseError> {
+        let g = upstream(forward(x.view()).dim(), seed);
+        let analytic = backward(&g);
+        let numerical = numerical_gradient(
+            |v: ArrayViewD<f64>| (forward(v.into_dimensionality::<Ix4>().unwrap()) * &g).sum(),
+            x.view().into_dyn(),
+            1e-6,
+        );
+        check_gradient(analytic.view().into_dyn(), numerical.view(), 1e-7, 1e-6)
+            .map_err(|m| TestCaseError::fail(format!("{name}: {m}")))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        /// Max, average and adaptive pooling gradients equal central differences, and the fast
+        /// backward passes equal the naive ones.
+        #[test]
+        fn pooling_backward_is_the_derivative((x, p, adaptive, seed) in pool_case()) {
+            let [h, w] = [x.dim().2, x.dim().3];
+            if pool_naive::max_pool2d(x.view(), p).is_err() {
+                return Ok(());
+            }
+            let (_, idx) = pool_naive::max_pool2d_with_indices(x.view(), p).unwrap();
+            check("max", &x, |v| pool_naive::max_pool2d(v, p).unwrap(),
+                |g| pool_naive::max_pool2d_backward(g.view(), idx.view(), [h, w]).unwrap(), seed)?;
+            check("avg", &x, |v| pool_naive::avg_pool2d(v, p).unwrap(),
+                |g| pool_naive::avg_pool2d_backward(g.view(), [h, w], p).unwrap(), seed)?;
+            check("adaptive avg", &x, |v| pool_naive::adaptive_avg_pool2d(v, adaptive).unwrap(),
+                |g| pool_naive::adaptive_avg_pool2d_backward(g.view(), [h, w]).unwrap(), seed)?;
+            let (_, aidx) = pool_naive::adaptive_max_pool2d_with_indices(x.view(), adaptive).unwrap();
+            check("adaptive max", &x, |v| pool_naive::adaptive_max_pool2d(v, adaptive).unwrap(),
+                |g| pool_naive::max_pool2d_backward(g.view(), aidx.view(), [h, w]).unwrap(), seed)?;
+
+            let g = upstream(idx.dim(), seed);
+            prop_assert_eq!(
+                pool_naive::max_pool2d_backward(g.view(), idx.view(), [h, w]),
+                pool_fast::max_pool2d_backward(g.view(), idx.view(), [h, w])
+            );
+            let e = pool_naive::avg_pool2d_backward(g.view(), [h, w], p).unwrap();
+            let f = pool_fast::avg_pool2d_backward(g.view(), [h, w], p).unwrap();
+            prop_assert!(mismatch(f.as_slice().unwrap(), &to_f64(&e), RTOL_F64).is_none());
+            let g = upstream((x.dim().0, x.dim().1, adaptive[0], adaptive[1]), seed);
+            let e = pool_naive::adaptive_avg_pool2d_backward(g.view(), [h, w]).unwrap();
+            let f = pool_fast::adaptive_avg_pool2d_backward(g.view(), [h, w]).unwrap();
+            prop_assert!(mismatch(f.as_slice().unwrap(), &to_f64(&e), RTOL_F64).is_none());
+        }
+    }
+}

@@ -325,3 +325,143 @@ pub fn adaptive_max_pool1d_with_indices<T: NdFloat>(
 pub fn adaptive_max_pool1d<T: NdFloat>(x: ArrayView3<T>, output_size: usize) -> Result<Array3<T>> {
     Ok(adaptive_max_pool1d_with_indices(x, output_size)?.0)
 }
+
+fn check_pool_grad(op: &'static str, got: &[usize], expected: &[usize]) -> Result<()> {
+    if got != expected {
+        return Err(Error::shape(
+            op,
+            format!("grad_out has shape {got:?}, the forward output's shape is {expected:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Backpropagation through max pooling, the twin of [`super::naive::max_pool2d_backward`]:
+/// maps in parallel, each output's gradient added to the input position its index names.
+pub fn max_pool2d_backward<T: NdFloat>(
+    grad_out: ArrayView4<T>,
+    indices: ArrayView4<usize>,
+    input_size: [usize; 2],
+) -> Result<Array4<T>> {
+    check_pool_grad("max_pool2d_backward", grad_out.shape(), indices.shape())?;
+    let (n, c, oh, ow) = grad_out.dim();
+    let [h, w] = input_size;
+    if let Some(&at) = indices.iter().find(|&&at| at >= h * w) {
+        return Err(Error::param(
+            "indices",
+            format!("index {at} is outside the {h}×{w} input"),
+        ));
+    }
+    let mut grad_in = Array4::zeros((n, c, h, w));
+    if n * c == 0 || oh * ow == 0 || h * w == 0 {
+        return Ok(grad_in);
+    }
+    let (g, at) = (grad_out.as_standard_layout(), indices.as_standard_layout());
+    let g = g.as_slice().expect("a standard-layout array is one slice");
+    let at = at.as_slice().expect("a standard-layout array is one slice");
+    grad_in
+        .as_slice_mut()
+        .expect("a new array is contiguous")
+        .par_chunks_mut(h * w)
+        .zip(g.par_chunks(oh * ow).zip(at.par_chunks(oh * ow)))
+        .for_each(|(gi, (g, at))| {
+            for (&g, &at) in g.iter().zip(at) {
+                gi[at] += g;
+            }
+        });
+    Ok(grad_in)
+}
+
+/// `∂L/∂x += g[i, j] / D(i, j)` over the windows `rows[i] × cols[j]` of every map.
+fn spread_windows<T: NdFloat>(
+    grad_out: ArrayView4<T>,
+    input_size: [usize; 2],
+    rows: &[Taps],
+    cols: &[Taps],
+    divisor: impl Fn(usize, usize) -> usize + Sync,
+) -> Array4<T> {
+    let (n, c, oh, ow) = grad_out.dim();
+    let [h, w] = input_size;
+    let mut grad_in = Array4::zeros((n, c, h, w));
+    if n * c == 0 || oh * ow == 0 || h * w == 0 {
+        return grad_in;
+    }
+    let g = grad_out.as_standard_layout();
+    let g = g.as_slice().expect("a standard-layout array is one slice");
+    grad_in
+        .as_slice_mut()
+        .expect("a new array is contiguous")
+        .par_chunks_mut(h * w)
+        .zip(g.par_chunks(oh * ow))
+        .for_each(|(gi, g)| {
+            for (i, &row_taps) in rows.iter().enumerate() {
+                for (j, &col_taps) in cols.iter().enumerate() {
+                    let d = divisor(i, j);
+                    if d == 0 {
+                        continue;
+                    }
+                    let share = g[i * ow + j] / T::from(d).expect("a count converts to a float");
+                    for r in (0..row_taps.count).map(|t| row_taps.first + t * row_taps.step) {
+                        let line = &mut gi[r * w..(r + 1) * w];
+                        for s in (0..col_taps.count).map(|t| col_taps.first + t * col_taps.step) {
+                            line[s] += share;
+                        }
+                    }
+                }
+            }
+        });
+    grad_in
+}
+
+/// Backpropagation through [`avg_pool2d`], the twin of [`super::naive::avg_pool2d_backward`].
+pub fn avg_pool2d_backward<T: NdFloat>(
+    grad_out: ArrayView4<T>,
+    input_size: [usize; 2],
+    params: Pool2dParams,
+) -> Result<Array4<T>> {
+    let (n, c, _, _) = grad_out.dim();
+    let [h, w] = input_size;
+    if n * c > 0 && h * w == 0 {
+        return Err(Error::EmptyInput {
+            op: "avg_pool2d_backward",
+            what: "spatial size (with N > 0 and C > 0)",
+        });
+    }
+    let [rows, cols] = windows([h, w], &params, true)?;
+    check_pool_grad(
+        "avg_pool2d_backward",
+        grad_out.shape(),
+        &[n, c, rows.out, cols.out],
+    )?;
+    let divisor = |i: usize, j: usize| {
+        params
+            .divisor_override
+            .unwrap_or_else(|| rows.divisor(i) * cols.divisor(j))
+    };
+    Ok(spread_windows(
+        grad_out,
+        input_size,
+        &taps(&rows),
+        &taps(&cols),
+        divisor,
+    ))
+}
+
+/// Backpropagation through [`adaptive_avg_pool2d`], the twin of
+/// [`super::naive::adaptive_avg_pool2d_backward`].
+pub fn adaptive_avg_pool2d_backward<T: NdFloat>(
+    grad_out: ArrayView4<T>,
+    input_size: [usize; 2],
+) -> Result<Array4<T>> {
+    let (n, c, oh, ow) = grad_out.dim();
+    let [h, w] = input_size;
+    if n * c > 0 && h * w == 0 {
+        return Err(Error::EmptyInput {
+            op: "adaptive_avg_pool2d_backward",
+            what: "spatial size (with N > 0 and C > 0)",
+        });
+    }
+    let (rows, cols) = (bins(h, oh), bins(w, ow));
+    let divisor = |i: usize, j: usize| rows[i].count * cols[j].count;
+    Ok(spread_windows(grad_out, input_size, &rows, &cols, divisor))
+}

@@ -317,3 +317,95 @@ pub fn adaptive_max_pool1d_with_indices<T: NdFloat>(
 pub fn adaptive_max_pool1d<T: NdFloat>(x: ArrayView3<T>, output_size: usize) -> Result<Array3<T>> {
     Ok(adaptive_max_pool1d_with_indices(x, output_size)?.0)
 }
+
+fn check_pool_grad(op: &'static str, got: &[usize], expected: &[usize]) -> Result<()> {
+    if got != expected {
+        return Err(Error::shape(
+            op,
+            format!("grad_out has shape {got:?}, the forward output's shape is {expected:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Backpropagation through max pooling (also adaptive max pooling): each output's gradient goes
+/// to the input position that won, `∂L/∂x[n, c, h, w] = Σ g[n, c, i, j]` over the outputs whose
+/// `index` is `h·W + w`; every other input gets 0. `input_size` is `(H, W)`.
+pub fn max_pool2d_backward<T: NdFloat>(
+    grad_out: ArrayView4<T>,
+    indices: ArrayView4<usize>,
+    input_size: [usize; 2],
+) -> Result<Array4<T>> {
+    check_pool_grad("max_pool2d_backward", grad_out.shape(), indices.shape())?;
+    let (n, c, _, _) = grad_out.dim();
+    let [h, w] = input_size;
+    let mut grad_in = Array4::zeros((n, c, h, w));
+    for ((n, c, i, j), &g) in grad_out.indexed_iter() {
+        let at = indices[[n, c, i, j]];
+        if at >= h * w {
+            return Err(Error::param(
+                "indices",
+                format!("index {at} is outside the {h}×{w} input"),
+            ));
+        }
+        grad_in[[n, c, at / w, at % w]] += g;
+    }
+    Ok(grad_in)
+}
+
+/// Backpropagation through [`avg_pool2d`]: each output's gradient is shared equally by the
+/// positions it averaged, `∂L/∂x[n, c, h, w] = Σ g[n, c, i, j] / D(i, j)` over the windows that
+/// contain `(h, w)`, with the forward's divisor `D`. `input_size` is `(H, W)`.
+pub fn avg_pool2d_backward<T: NdFloat>(
+    grad_out: ArrayView4<T>,
+    input_size: [usize; 2],
+    params: Pool2dParams,
+) -> Result<Array4<T>> {
+    let (n, c, _, _) = grad_out.dim();
+    let [h, w] = input_size;
+    check_nonempty("avg_pool2d_backward", n * c, h * w)?;
+    let [rows, cols] = windows([h, w], &params, true)?;
+    check_pool_grad(
+        "avg_pool2d_backward",
+        grad_out.shape(),
+        &[n, c, rows.out, cols.out],
+    )?;
+    let mut grad_in = Array4::zeros((n, c, h, w));
+    for ((n, c, i, j), &g) in grad_out.indexed_iter() {
+        let divisor = params
+            .divisor_override
+            .unwrap_or_else(|| rows.divisor(i) * cols.divisor(j));
+        if divisor == 0 {
+            continue;
+        }
+        let share = g / T::from(divisor).expect("a count converts to a float");
+        for r in rows.taps(i) {
+            for s in cols.taps(j) {
+                grad_in[[n, c, r, s]] += share;
+            }
+        }
+    }
+    Ok(grad_in)
+}
+
+/// Backpropagation through [`adaptive_avg_pool2d`]: each output's gradient is shared equally by
+/// the positions of its bin (bins may overlap, so a position can receive from several).
+pub fn adaptive_avg_pool2d_backward<T: NdFloat>(
+    grad_out: ArrayView4<T>,
+    input_size: [usize; 2],
+) -> Result<Array4<T>> {
+    let (n, c, oh, ow) = grad_out.dim();
+    let [h, w] = input_size;
+    check_nonempty("adaptive_avg_pool2d_backward", n * c, h * w)?;
+    let mut grad_in = Array4::zeros((n, c, h, w));
+    for ((n, c, i, j), &g) in grad_out.indexed_iter() {
+        let ((r0, r1), (s0, s1)) = (adaptive_bin(i, h, oh), adaptive_bin(j, w, ow));
+        let share = g / T::from((r1 - r0) * (s1 - s0)).expect("a count converts to a float");
+        for r in r0..r1 {
+            for s in s0..s1 {
+                grad_in[[n, c, r, s]] += share;
+            }
+        }
+    }
+    Ok(grad_in)
+}
