@@ -73,3 +73,104 @@ pub fn log_softmax<T: NdFloat, D: Dimension>(
     }
     Ok(y)
 }
+
+fn check_same(op: &'static str, a: &[usize], b: &[usize]) -> Result<()> {
+    if a != b {
+        return Err(Error::shape(
+            op,
+            format!("grad_out of shape {b:?} must have the forward's shape {a:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Backward of [`relu`]: `∂L/∂x = g` where `x > 0`, else 0.
+pub fn relu_backward<T: NdFloat, D: Dimension>(
+    x: ArrayView<T, D>,
+    grad_out: ArrayView<T, D>,
+) -> Result<Array<T, D>> {
+    check_same("relu_backward", x.shape(), grad_out.shape())?;
+    Ok(Zip::from(&x)
+        .and(&grad_out)
+        .map_collect(|&x, &g| if x > T::zero() { g } else { T::zero() }))
+}
+
+/// Backward of [`leaky_relu`]: `∂L/∂x = g` where `x > 0`, else `negative_slope · g`.
+pub fn leaky_relu_backward<T: NdFloat, D: Dimension>(
+    x: ArrayView<T, D>,
+    grad_out: ArrayView<T, D>,
+    negative_slope: T,
+) -> Result<Array<T, D>> {
+    check_same("leaky_relu_backward", x.shape(), grad_out.shape())?;
+    Ok(Zip::from(&x)
+        .and(&grad_out)
+        .map_collect(|&x, &g| if x > T::zero() { g } else { g * negative_slope }))
+}
+
+/// Backward of [`sigmoid`] from its output `y = σ(x)`: `∂L/∂x = g · y · (1 − y)`.
+pub fn sigmoid_backward<T: NdFloat, D: Dimension>(
+    y: ArrayView<T, D>,
+    grad_out: ArrayView<T, D>,
+) -> Result<Array<T, D>> {
+    check_same("sigmoid_backward", y.shape(), grad_out.shape())?;
+    Ok(Zip::from(&y)
+        .and(&grad_out)
+        .map_collect(|&y, &g| g * y * (T::one() - y)))
+}
+
+/// Backward of [`tanh`] from its output `y = tanh(x)`: `∂L/∂x = g · (1 − y²)`.
+pub fn tanh_backward<T: NdFloat, D: Dimension>(
+    y: ArrayView<T, D>,
+    grad_out: ArrayView<T, D>,
+) -> Result<Array<T, D>> {
+    check_same("tanh_backward", y.shape(), grad_out.shape())?;
+    Ok(Zip::from(&y)
+        .and(&grad_out)
+        .map_collect(|&y, &g| g * (T::one() - y * y)))
+}
+
+/// Backward of [`softmax`] from its output `y`: `∂y_i/∂x_j = y_i·(δ_ij − y_j)`, so
+/// `∂L/∂x_j = y_j · (g_j − Σ_i g_i·y_i)` along `axis`.
+pub fn softmax_backward<T: NdFloat, D: Dimension>(
+    y: ArrayView<T, D>,
+    grad_out: ArrayView<T, D>,
+    axis: usize,
+) -> Result<Array<T, D>> {
+    check_axis("softmax_backward", y.ndim(), axis)?;
+    check_same("softmax_backward", y.shape(), grad_out.shape())?;
+    let mut dx = grad_out.to_owned();
+    for (mut d, y) in dx
+        .lanes_mut(Axis(axis))
+        .into_iter()
+        .zip(y.lanes(Axis(axis)))
+    {
+        let dot = Zip::from(&d).and(&y).fold(T::zero(), |s, &g, &y| s + g * y);
+        Zip::from(&mut d)
+            .and(&y)
+            .for_each(|d, &y| *d = y * (*d - dot));
+    }
+    Ok(dx)
+}
+
+/// Backward of [`log_softmax`] from its output `y`: `∂y_i/∂x_j = δ_ij − e^(y_j)`, so
+/// `∂L/∂x_j = g_j − e^(y_j) · Σ_i g_i` along `axis`.
+pub fn log_softmax_backward<T: NdFloat, D: Dimension>(
+    y: ArrayView<T, D>,
+    grad_out: ArrayView<T, D>,
+    axis: usize,
+) -> Result<Array<T, D>> {
+    check_axis("log_softmax_backward", y.ndim(), axis)?;
+    check_same("log_softmax_backward", y.shape(), grad_out.shape())?;
+    let mut dx = grad_out.to_owned();
+    for (mut d, y) in dx
+        .lanes_mut(Axis(axis))
+        .into_iter()
+        .zip(y.lanes(Axis(axis)))
+    {
+        let total = d.sum();
+        Zip::from(&mut d)
+            .and(&y)
+            .for_each(|d, &y| *d = *d - y.exp() * total);
+    }
+    Ok(dx)
+}

@@ -480,3 +480,242 @@ pub fn cross_entropy<T: NdFloat>(
         }
     }
 }
+
+/// The inverse of `rows_by_class`: `(N·d…, C)` rows back to the input's shape `(N, C, d…)`.
+fn from_rows<T: NdFloat>(rows: Array2<T>, shape: &[usize]) -> ArrayD<T> {
+    if shape.len() == 1 {
+        return rows
+            .into_shape_with_order(IxDyn(shape))
+            .expect("one row of C values");
+    }
+    let mut moved: Vec<usize> = shape.to_vec();
+    let classes = moved.remove(1);
+    moved.push(classes);
+    let moved = rows
+        .into_shape_with_order(IxDyn(&moved))
+        .expect("rows reshape to (N, d…, C)");
+    // Move the class axis from last back to 1.
+    let n = shape.len();
+    let mut order: Vec<usize> = vec![0, n - 1];
+    order.extend(1..n - 1);
+    moved
+        .permuted_axes(IxDyn(&order))
+        .as_standard_layout()
+        .into_owned()
+}
+
+/// The factor each sample's loss is multiplied by in the upstream gradient: the per-element
+/// gradient for [`Reduction::None`], the reduced gradient for a sum, divided by `mean_divisor`
+/// for a mean.
+fn sample_factors<T: NdFloat>(
+    op: &'static str,
+    grad: &LossOutput<T>,
+    reduction: Reduction,
+    sample_shape: &[usize],
+    mean_divisor: T,
+) -> Result<Vec<T>> {
+    let count = sample_shape.iter().product();
+    match (grad, reduction) {
+        (LossOutput::PerElement(g), Reduction::None) if g.shape() == sample_shape => {
+            Ok(g.as_standard_layout().iter().copied().collect())
+        }
+        (LossOutput::Reduced(s), Reduction::Sum) => Ok(vec![*s; count]),
+        (LossOutput::Reduced(s), Reduction::Mean) => Ok(vec![*s / mean_divisor; count]),
+        _ => Err(Error::shape(
+            op,
+            format!(
+                "the gradient must match the forward's output: a number for a mean or sum, \
+                 per-element losses of shape {sample_shape:?} for reduction None"
+            ),
+        )),
+    }
+}
+
+/// Backward of [`nll_loss`]: `∂L/∂x[i, t_i] = −w[t_i] · u_i`, zero elsewhere, where `u_i` is the
+/// upstream gradient of sample `i` (divided by `Σ w[t_i]` for the mean). `grad` is the gradient
+/// of the loss's output, shaped like it: `LossOutput::Reduced(1.0)` for the loss itself.
+pub fn nll_loss_backward<T: NdFloat>(
+    log_probs: ArrayViewD<T>,
+    target: ArrayViewD<i64>,
+    options: &LossOptions<T>,
+    grad: &LossOutput<T>,
+) -> Result<ArrayD<T>> {
+    const OP: &str = "nll_loss_backward";
+    let shape = log_probs.shape().to_vec();
+    let (rows, sample_shape) = rows_by_class(OP, log_probs)?;
+    let classes = rows.ncols();
+    let weight = class_weights(OP, &options.weight, classes)?;
+    let w = |c: usize| weight.map_or(T::one(), |w| w[c]);
+    let targets = class_indices(OP, &target, &sample_shape, classes, options.ignore_index)?;
+    let total = targets
+        .iter()
+        .flatten()
+        .map(|&t| w(t))
+        .fold(T::zero(), |a, b| a + b);
+    let factors = sample_factors(OP, grad, options.reduction, &sample_shape, total)?;
+    let mut dx = Array2::zeros(rows.raw_dim());
+    for ((mut row, t), u) in dx.outer_iter_mut().zip(&targets).zip(factors) {
+        if let Some(t) = *t {
+            row[t] = -w(t) * u;
+        }
+    }
+    Ok(from_rows(dx, &shape))
+}
+
+/// Backward of [`cross_entropy`]. Each sample's loss is `−Σ_c a_c · log p_c` for some
+/// coefficients `a` (`a_c = (1 − ε)·w_t·[c = t] + (ε/C)·w_c` for a class target,
+/// `a_c = w_c·q'_c` for probabilities), and through the log-softmax
+/// `∂ℓ/∂z_j = p_j · Σ_c a_c − a_j`: the predicted probabilities, pulled towards the target.
+pub fn cross_entropy_backward<T: NdFloat>(
+    logits: ArrayViewD<T>,
+    target: Target<T>,
+    options: &LossOptions<T>,
+    grad: &LossOutput<T>,
+) -> Result<ArrayD<T>> {
+    const OP: &str = "cross_entropy_backward";
+    let shape = logits.shape().to_vec();
+    let (rows, sample_shape) = rows_by_class(OP, logits)?;
+    let classes = rows.ncols();
+    let p = crate::activation::softmax(rows.view(), 1)?;
+    let weight = class_weights(OP, &options.weight, classes)?;
+    let w = |c: usize| weight.map_or(T::one(), |w| w[c]);
+    let (eps, c_t) = (
+        options.label_smoothing,
+        T::from(classes).expect("a count converts to a float"),
+    );
+    // One row of coefficients a per sample, and the mean's divisor.
+    let (coefficients, divisor): (Array2<T>, T) = match target {
+        Target::Classes(target) => {
+            let targets = class_indices(OP, &target, &sample_shape, classes, options.ignore_index)?;
+            let mut a = Array2::zeros(rows.raw_dim());
+            for (mut row, t) in a.outer_iter_mut().zip(&targets) {
+                if let Some(t) = *t {
+                    for (c, v) in row.iter_mut().enumerate() {
+                        *v = eps / c_t * w(c);
+                    }
+                    row[t] += (T::one() - eps) * w(t);
+                }
+            }
+            let total = match weight {
+                Some(_) => targets
+                    .iter()
+                    .flatten()
+                    .map(|&t| w(t))
+                    .fold(T::zero(), |a, b| a + b),
+                None => {
+                    T::from(targets.iter().flatten().count()).expect("a count converts to a float")
+                }
+            };
+            (a, total)
+        }
+        Target::Probabilities(q) => {
+            let (q_rows, _) = rows_by_class(OP, q.view())?;
+            if q_rows.dim() != rows.dim() {
+                return Err(Error::shape(
+                    OP,
+                    format!(
+                        "probability target of shape {:?} must have the logits' shape",
+                        q.shape()
+                    ),
+                ));
+            }
+            let mut a = q_rows.mapv(|q| q * (T::one() - eps) + eps / c_t);
+            for mut row in a.outer_iter_mut() {
+                for (c, v) in row.iter_mut().enumerate() {
+                    *v = *v * w(c);
+                }
+            }
+            (
+                a,
+                T::from(rows.nrows()).expect("a count converts to a float"),
+            )
+        }
+    };
+    let factors = sample_factors(OP, grad, options.reduction, &sample_shape, divisor)?;
+    let mut dz = p;
+    for ((mut dz, a), u) in dz
+        .outer_iter_mut()
+        .zip(coefficients.outer_iter())
+        .zip(factors)
+    {
+        let sum_a = a.sum();
+        Zip::from(&mut dz)
+            .and(&a)
+            .for_each(|d, &a| *d = u * (*d * sum_a - a));
+    }
+    Ok(from_rows(dz, &shape))
+}
+
+fn element_factors<T: NdFloat>(
+    op: &'static str,
+    grad: &LossOutput<T>,
+    reduction: Reduction,
+    shape: &[usize],
+) -> Result<ArrayD<T>> {
+    let count = T::from(shape.iter().product::<usize>()).expect("a count converts to a float");
+    let factors = sample_factors(op, grad, reduction, shape, count)?;
+    Ok(ArrayD::from_shape_vec(IxDyn(shape), factors).expect("one factor per element"))
+}
+
+/// Backward of [`binary_cross_entropy`] with respect to the probabilities, as PyTorch computes
+/// it: `∂ℓ/∂p = w · (p − y) / max(p·(1 − p), 1e-12)`.
+pub fn binary_cross_entropy_backward<T: NdFloat>(
+    p: ArrayViewD<T>,
+    y: ArrayViewD<T>,
+    options: &LossOptions<T>,
+    grad: &LossOutput<T>,
+) -> Result<ArrayD<T>> {
+    const OP: &str = "binary_cross_entropy_backward";
+    same_shape(OP, p.shape(), y.shape())?;
+    let mut dp = element_factors(OP, grad, options.reduction, p.shape())?;
+    let floor = T::from(1e-12).expect("1e-12 converts to a float");
+    Zip::from(&mut dp).and(&p).and(&y).for_each(|d, &p, &y| {
+        *d = *d * (p - y) / (p * (T::one() - p)).max(floor);
+    });
+    if let Some(w) = element_weights(OP, &options.weight, p.shape())? {
+        dp *= &w;
+    }
+    Ok(dp)
+}
+
+/// Backward of [`binary_cross_entropy_with_logits`]:
+/// `∂ℓ/∂x = w · ((1 − y) − (1 + (p_w − 1)·y) · (1 − σ(x)))`, which is `w·(σ(x) − y)` without a
+/// positive weight.
+pub fn binary_cross_entropy_with_logits_backward<T: NdFloat>(
+    x: ArrayViewD<T>,
+    y: ArrayViewD<T>,
+    options: &LossOptions<T>,
+    grad: &LossOutput<T>,
+) -> Result<ArrayD<T>> {
+    const OP: &str = "binary_cross_entropy_with_logits_backward";
+    same_shape(OP, x.shape(), y.shape())?;
+    let mut dx = element_factors(OP, grad, options.reduction, x.shape())?;
+    let sig = crate::activation::sigmoid(x.view());
+    let pw = match &options.pos_weight {
+        None => None,
+        Some(pw) => Some(pw.broadcast(IxDyn(x.shape())).ok_or_else(|| {
+            Error::shape(
+                OP,
+                format!("pos_weight does not broadcast to {:?}", x.shape()),
+            )
+        })?),
+    };
+    let one = T::one();
+    match pw {
+        None => Zip::from(&mut dx)
+            .and(&sig)
+            .and(&y)
+            .for_each(|d, &s, &y| *d = *d * (s - y)),
+        Some(pw) => Zip::from(&mut dx)
+            .and(&sig)
+            .and(&y)
+            .and(&pw)
+            .for_each(|d, &s, &y, &pw| {
+                *d = *d * ((one - y) - (one + (pw - one) * y) * (one - s));
+            }),
+    }
+    if let Some(w) = element_weights(OP, &options.weight, x.shape())? {
+        dx *= &w;
+    }
+    Ok(dx)
+}

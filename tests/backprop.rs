@@ -265,3 +265,122 @@ mod pooling {
         }
     }
 }
+
+mod activations_and_losses {
+    use super::*;
+    use convlab::activation as act;
+    use convlab::loss::{self, LossOptions, LossOutput, Reduction, Target};
+    use ndarray::{ArrayD, IxDyn};
+
+    fn array(values: Vec<f64>, shape: &[usize]) -> ArrayD<f64> {
+        ArrayD::from_shape_vec(IxDyn(shape), values).unwrap()
+    }
+
+    /// Values away from 0 (ReLU's kink) and a shape with a class axis.
+    fn inputs() -> impl Strategy<Value = (ArrayD<f64>, ArrayD<f64>, Vec<usize>)> {
+        (1usize..4, 2usize..5, 0usize..3).prop_flat_map(|(n, c, d)| {
+            let shape = if d == 0 { vec![n, c] } else { vec![n, c, d] };
+            let len: usize = shape.iter().product();
+            let away = (0.05f64..2.0, any::<bool>()).prop_map(|(v, neg)| if neg { -v } else { v });
+            (
+                proptest::collection::vec(away, len),
+                proptest::collection::vec(-1.0f64..1.0, len),
+            )
+                .prop_map(move |(x, g)| (array(x, &shape), array(g, &shape), shape.clone()))
+        })
+    }
+
+    fn gradcheck(
+        name: &str,
+        x: &ArrayD<f64>,
+        f: impl Fn(ArrayViewD<f64>) -> f64,
+        analytic: ArrayD<f64>,
+    ) -> Result<(), TestCaseError> {
+        let numerical = numerical_gradient(f, x.view(), 1e-6);
+        check_gradient(analytic.view(), numerical.view(), 1e-7, 1e-5)
+            .map_err(|m| TestCaseError::fail(format!("{name}: {m}")))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn activation_backward_is_the_derivative((x, g, _shape) in inputs()) {
+            let dot = |y: ArrayD<f64>| (y * &g).sum();
+            gradcheck("relu", &x, |v| dot(act::relu(v)), act::relu_backward(x.view(), g.view()).unwrap())?;
+            gradcheck("leaky_relu", &x, |v| dot(act::leaky_relu(v, 0.1)), act::leaky_relu_backward(x.view(), g.view(), 0.1).unwrap())?;
+            let y = act::sigmoid(x.view());
+            gradcheck("sigmoid", &x, |v| dot(act::sigmoid(v)), act::sigmoid_backward(y.view(), g.view()).unwrap())?;
+            let y = act::tanh(x.view());
+            gradcheck("tanh", &x, |v| dot(act::tanh(v)), act::tanh_backward(y.view(), g.view()).unwrap())?;
+            for axis in 0..x.ndim() {
+                let y = act::softmax(x.view(), axis).unwrap();
+                gradcheck("softmax", &x, |v| dot(act::softmax(v, axis).unwrap()), act::softmax_backward(y.view(), g.view(), axis).unwrap())?;
+                let y = act::log_softmax(x.view(), axis).unwrap();
+                gradcheck("log_softmax", &x, |v| dot(act::log_softmax(v, axis).unwrap()), act::log_softmax_backward(y.view(), g.view(), axis).unwrap())?;
+            }
+        }
+
+        #[test]
+        fn loss_backward_is_the_derivative(
+            (x, g, shape) in inputs(),
+            reduction in 0usize..3,
+            smoothing in prop_oneof![Just(0.0), 0.0f64..0.5],
+            weighted in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            let reduction = [Reduction::None, Reduction::Mean, Reduction::Sum][reduction];
+            let classes = shape[1];
+            let mut sample_shape = shape.clone();
+            sample_shape.remove(1);
+            let count: usize = sample_shape.iter().product();
+            // Class targets, one of them ignored when there are several samples.
+            let targets: Vec<i64> = (0..count).map(|i| if count > 1 && i == 0 { -100 } else { ((seed as usize + 7 * i) % classes) as i64 }).collect();
+            let targets = ArrayD::from_shape_vec(IxDyn(&sample_shape), targets).unwrap();
+            let weight = ArrayD::from_shape_fn(IxDyn(&[classes]), |i| 0.5 + i[0] as f64);
+            let mut opts = LossOptions::default().reduction(reduction).label_smoothing(smoothing);
+            if weighted {
+                opts = opts.weight(weight.view());
+            }
+            // The upstream gradient: 1 for a mean or sum, g's first values per sample otherwise.
+            let upstream = match reduction {
+                Reduction::None => LossOutput::PerElement(array(g.iter().take(count).copied().collect(), &sample_shape)),
+                _ => LossOutput::Reduced(1.0),
+            };
+            let value = |out: LossOutput<f64>| match (out, &upstream) {
+                (LossOutput::Reduced(v), _) => v,
+                (LossOutput::PerElement(a), LossOutput::PerElement(u)) => (a * u).sum(),
+                _ => unreachable!("the forward and the upstream gradient have the same form"),
+            };
+            let ce = |v: ArrayViewD<f64>| value(loss::cross_entropy(v, Target::Classes(targets.view()), &opts).unwrap());
+            gradcheck("cross_entropy", &x, ce, loss::cross_entropy_backward(x.view(), Target::Classes(targets.view()), &opts, &upstream).unwrap())?;
+            let q = act::softmax(g.view(), 1).unwrap();
+            let cep = |v: ArrayViewD<f64>| value(loss::cross_entropy(v, Target::Probabilities(q.view()), &opts).unwrap());
+            gradcheck("cross_entropy probabilities", &x, cep, loss::cross_entropy_backward(x.view(), Target::Probabilities(q.view()), &opts, &upstream).unwrap())?;
+            let nll = |v: ArrayViewD<f64>| value(loss::nll_loss(v, targets.view(), &opts).unwrap());
+            gradcheck("nll_loss", &x, nll, loss::nll_loss_backward(x.view(), targets.view(), &opts, &upstream).unwrap())?;
+
+            // Binary losses: one value per element, so the upstream gradient is per element.
+            let upstream = match reduction {
+                Reduction::None => LossOutput::PerElement(g.clone()),
+                _ => LossOutput::Reduced(1.0),
+            };
+            let value = |out: LossOutput<f64>| match out {
+                LossOutput::Reduced(v) => v,
+                LossOutput::PerElement(a) => (a * &g).sum(),
+            };
+            let y = g.mapv(|v| if v > 0.0 { 1.0 } else { 0.0 });
+            let pw = ndarray::Array1::from_shape_fn(*shape.last().unwrap(), |i| 0.5 + i as f64);
+            let mut bopts = LossOptions::default().reduction(reduction);
+            if weighted {
+                bopts = bopts.pos_weight(pw.view());
+            }
+            let with_logits = |v: ArrayViewD<f64>| value(loss::binary_cross_entropy_with_logits(v, y.view(), &bopts).unwrap());
+            gradcheck("bce with logits", &x, with_logits, loss::binary_cross_entropy_with_logits_backward(x.view(), y.view(), &bopts, &upstream).unwrap())?;
+            let p = act::sigmoid(x.view());
+            let bopts = LossOptions::default().reduction(reduction);
+            let bce = |v: ArrayViewD<f64>| value(loss::binary_cross_entropy(v, y.view(), &bopts).unwrap());
+            gradcheck("bce", &p, bce, loss::binary_cross_entropy_backward(p.view(), y.view(), &bopts, &upstream).unwrap())?;
+        }
+    }
+}
