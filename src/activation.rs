@@ -170,7 +170,7 @@ pub fn log_softmax_backward<T: NdFloat, D: Dimension>(
         let total = d.sum();
         Zip::from(&mut d)
             .and(&y)
-            .for_each(|d, &y| *d = *d - y.exp() * total);
+            .for_each(|d, &y| *d -= y.exp() * total);
     }
     Ok(dx)
 }

@@ -622,7 +622,7 @@ pub fn cross_entropy_backward<T: NdFloat>(
             let mut a = q_rows.mapv(|q| q * (T::one() - eps) + eps / c_t);
             for mut row in a.outer_iter_mut() {
                 for (c, v) in row.iter_mut().enumerate() {
-                    *v = *v * w(c);
+                    *v *= w(c);
                 }
             }
             (
@@ -705,13 +705,13 @@ pub fn binary_cross_entropy_with_logits_backward<T: NdFloat>(
         None => Zip::from(&mut dx)
             .and(&sig)
             .and(&y)
-            .for_each(|d, &s, &y| *d = *d * (s - y)),
+            .for_each(|d, &s, &y| *d *= s - y),
         Some(pw) => Zip::from(&mut dx)
             .and(&sig)
             .and(&y)
             .and(&pw)
             .for_each(|d, &s, &y, &pw| {
-                *d = *d * ((one - y) - (one + (pw - one) * y) * (one - s));
+                *d *= (one - y) - (one + (pw - one) * y) * (one - s);
             }),
     }
     if let Some(w) = element_weights(OP, &options.weight, x.shape())? {
