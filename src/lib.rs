@@ -11,7 +11,8 @@
 //! 5. [`pool`]: max, average and adaptive pooling, PyTorch's and Keras's.
 //! 6. [`activation`]: ReLU, leaky ReLU, sigmoid, tanh, softmax and log-softmax.
 //! 7. [`loss`]: binary and categorical cross-entropy, from probabilities and from logits.
-//! 8. [`grad`]: backpropagation derived by hand, checked by central differences.
+//! 8. [`grad`]: backpropagation derived by hand, checked by central differences; [`linear`],
+//!    the fully connected layer.
 //!
 //! The glossary that maps the course's Spanish terms to these names is `chapters/README.md`.
 
@@ -22,6 +23,7 @@ pub mod error;
 pub mod gemm;
 pub mod grad;
 pub mod im2col;
+pub mod linear;
 pub mod loss;
 pub mod pool;
 pub mod shape;

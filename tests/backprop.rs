@@ -384,3 +384,103 @@ mod activations_and_losses {
         }
     }
 }
+
+mod course_network {
+    use super::*;
+    use convlab::linear::{linear, linear_backward};
+    use convlab::pool::{max_pool2d_backward, max_pool2d_with_indices};
+    use convlab::shape::Pool2dParams;
+    use ndarray::{Array2, array};
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    struct Expected {
+        y: Vec<f64>,
+        grad_x: Vec<f64>,
+        grad_w: Vec<f64>,
+        grad_b: Vec<f64>,
+        grad_fc_w: Vec<f64>,
+        grad_fc_b: Vec<f64>,
+    }
+
+    /// The course's network end to end: the 6×6 image → conv (two 3×3 filters, bias 1) →
+    /// max-pool 2×2 → flatten → linear (all-ones weights, bias 1) = 18, and backpropagation
+    /// through every step against PyTorch autograd.
+    #[test]
+    fn forward_and_backward_match_pytorch_autograd() {
+        let expected: Expected = fixture("course_network.json");
+        let x = array![
+            [7., 6., 8., 5., 1., 3.],
+            [8., 6., 5., 3., 5., 5.],
+            [9., 1., 1., 5., 3., 5.],
+            [4., 5., 5., 9., 2., 6.],
+            [9., 5., 3., 1., 2., 2.],
+            [4., 4., 8., 8., 9., 8.]
+        ]
+        .into_shape_with_order((1, 1, 6, 6))
+        .unwrap();
+        let w = array![
+            [[1., 1., 0.], [-1., 1., -1.], [0., -1., -1.]],
+            [[1., 1., 0.], [-1., 1., -1.], [-1., 0., -1.]]
+        ]
+        .into_shape_with_order((2, 1, 3, 3))
+        .unwrap();
+        let b = array![1., 1.];
+        let (fc_w, fc_b) = (Array2::<f64>::ones((1, 8)), array![1.]);
+        let p = Conv2dParams::default();
+
+        // Forward.
+        let h = fast::conv2d(x.view(), w.view(), Some(b.view()), p).unwrap();
+        let (m, at) = max_pool2d_with_indices(h.view(), Pool2dParams::new([2, 2])).unwrap();
+        let flat = m.clone().into_shape_with_order((1, 8)).unwrap();
+        let y = linear(flat.view(), fc_w.view(), Some(fc_b.view())).unwrap();
+        assert_eq!(y.into_raw_vec_and_offset().0, expected.y);
+
+        // Backward from ∂y/∂y = 1.
+        let fc = linear_backward(flat.view(), fc_w.view(), Array2::ones((1, 1)).view()).unwrap();
+        assert_eq!(fc.weight.into_raw_vec_and_offset().0, expected.grad_fc_w);
+        assert_eq!(fc.bias.to_vec(), expected.grad_fc_b);
+        let grad_m = fc.input.into_shape_with_order(m.raw_dim()).unwrap();
+        let grad_h = max_pool2d_backward(grad_m.view(), at.view(), [4, 4]).unwrap();
+        for grads in [
+            naive::conv2d_backward(x.view(), w.view(), grad_h.view(), p).unwrap(),
+            fast::conv2d_backward(x.view(), w.view(), grad_h.view(), p).unwrap(),
+        ] {
+            assert_eq!(grads.input.into_raw_vec_and_offset().0, expected.grad_x);
+            assert_eq!(grads.weight.into_raw_vec_and_offset().0, expected.grad_w);
+            assert_eq!(grads.bias.to_vec(), expected.grad_b);
+        }
+    }
+
+    /// The linear layer's backward against central differences.
+    #[test]
+    fn linear_backward_is_the_derivative() {
+        let x = Array2::from_shape_fn((3, 4), |(i, j)| (i as f64 - 1.0) * 0.3 + j as f64 * 0.2);
+        let w = Array2::from_shape_fn((2, 4), |(i, j)| (i + 2 * j) as f64 * 0.1 - 0.3);
+        let b = array![0.5, -0.5];
+        let g = Array2::from_shape_fn((3, 2), |(i, j)| (i * 2 + j) as f64 * 0.25 - 0.5);
+        let grads = linear_backward(x.view(), w.view(), g.view()).unwrap();
+        let loss = |x: &Array2<f64>, w: &Array2<f64>, b: &ndarray::Array1<f64>| {
+            (linear(x.view(), w.view(), Some(b.view())).unwrap() * &g).sum()
+        };
+        let by_x = numerical_gradient(
+            |v| loss(&v.into_dimensionality().unwrap().to_owned(), &w, &b),
+            x.view().into_dyn(),
+            1e-6,
+        );
+        let by_w = numerical_gradient(
+            |v| loss(&x, &v.into_dimensionality().unwrap().to_owned(), &b),
+            w.view().into_dyn(),
+            1e-6,
+        );
+        let by_b = numerical_gradient(
+            |v| loss(&x, &w, &v.into_dimensionality().unwrap().to_owned()),
+            b.view().into_dyn(),
+            1e-6,
+        );
+        check_gradient(grads.input.view().into_dyn(), by_x.view(), 1e-7, 1e-6).unwrap();
+        check_gradient(grads.weight.view().into_dyn(), by_w.view(), 1e-7, 1e-6).unwrap();
+        check_gradient(grads.bias.view().into_dyn(), by_b.view(), 1e-7, 1e-6).unwrap();
+        assert!(linear(x.view(), w.t(), None).is_err());
+    }
+}

@@ -436,6 +436,26 @@ def loss_cases():
     return cases
 
 
+def course_network():
+    """The course's 6x6 example, end to end, with PyTorch autograd's gradients."""
+    x = torch.tensor([[[[7., 6., 8., 5., 1., 3.], [8., 6., 5., 3., 5., 5.],
+                        [9., 1., 1., 5., 3., 5.], [4., 5., 5., 9., 2., 6.],
+                        [9., 5., 3., 1., 2., 2.], [4., 4., 8., 8., 9., 8.]]]],
+                     dtype=torch.float64, requires_grad=True)
+    w = torch.tensor([[[[1., 1., 0.], [-1., 1., -1.], [0., -1., -1.]]],
+                      [[[1., 1., 0.], [-1., 1., -1.], [-1., 0., -1.]]]],
+                     dtype=torch.float64, requires_grad=True)
+    b = torch.ones(2, dtype=torch.float64, requires_grad=True)
+    fc_w = torch.ones(1, 8, dtype=torch.float64, requires_grad=True)
+    fc_b = torch.ones(1, dtype=torch.float64, requires_grad=True)
+    h = F.conv2d(x, w, b)
+    m = F.max_pool2d(h, 2)
+    y = F.linear(m.flatten(1), fc_w, fc_b)
+    y.sum().backward()
+    return {"y": flat(y.detach()), "grad_x": flat(x.grad), "grad_w": flat(w.grad),
+            "grad_b": flat(b.grad), "grad_fc_w": flat(fc_w.grad), "grad_fc_b": flat(fc_b.grad)}
+
+
 def write(name, payload):
     payload = {"generator": generator(), **payload}
     path = OUT / name
@@ -459,6 +479,7 @@ def main():
                         "pool2d": [pool_case(2) for _ in range(150)]})
     write("activation.json", {"cases": activation_cases()})
     write("loss.json", {"cases": loss_cases()})
+    write("course_network.json", course_network())
 
 
 if __name__ == "__main__":
