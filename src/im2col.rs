@@ -298,3 +298,24 @@ pub fn fold<T: NdFloat>(
     }
     Ok(x)
 }
+
+/// Backward of [`unfold`]: each column entry is a copy of one pixel (or of padding), so the
+/// pixel's gradient is the sum of its copies' gradients — [`fold`] of the column gradient.
+pub fn unfold_backward<T: NdFloat>(
+    grad_cols: ArrayView3<T>,
+    input_size: [usize; 2],
+    kernel: [usize; 2],
+    params: Conv2dParams,
+) -> Result<Array4<T>> {
+    fold(grad_cols, input_size, kernel, params)
+}
+
+/// Backward of [`fold`]: each output pixel is a sum of column entries, so every entry receives
+/// its pixel's gradient — [`unfold`] of the output gradient.
+pub fn fold_backward<T: NdFloat>(
+    grad_out: ArrayView4<T>,
+    kernel: [usize; 2],
+    params: Conv2dParams,
+) -> Result<Array3<T>> {
+    unfold(grad_out, kernel, params)
+}

@@ -87,25 +87,50 @@ fn engines() -> Vec<Engine> {
     engines
 }
 
+/// Fast backward passes against the naive one in f64 on the same values. Gradients are sums of
+/// products that can cancel, so each element is judged against the sum of the magnitudes of its
+/// terms (the naive backward of `|x|`, `|w|`, `|g|`), the size its rounding error scales with.
 fn fast_equals_naive<T: Scalar>(case: &Case, rtol: f64) -> Result<(), TestCaseError> {
     let (x, w, _, g, p, layout) = case;
     let cast = |a: &Array4<f64>| a.mapv(|v| T::from(v).unwrap());
-    let (x, w, g) = (cast(x), cast(w), cast(g));
+    let (xt, wt, gt) = (cast(x), cast(w), cast(g));
+    let back = |a: &Array4<T>| a.mapv(|v| v.to_f64().unwrap());
+    let (x, w, g) = (back(&xt), back(&wt), back(&gt));
     let expected = naive::conv2d_backward(x.view(), w.view(), g.view(), *p).unwrap();
+    let abs = |a: &Array4<f64>| a.mapv(f64::abs);
+    let size = naive::conv2d_backward(abs(&x).view(), abs(&w).view(), abs(&g).view(), *p).unwrap();
     let (xs, ws, gs) = (
-        Stored::new(&x, *layout),
-        Stored::new(&w, *layout),
-        Stored::new(&g, *layout),
+        Stored::new(&xt, *layout),
+        Stored::new(&wt, *layout),
+        Stored::new(&gt, *layout),
     );
     for engine in engines() {
         let got = fast::conv2d_backward_with(engine, xs.view(), ws.view(), gs.view(), *p).unwrap();
-        for (name, a, e) in [
-            ("input", to_f64(&got.input), to_f64(&expected.input)),
-            ("weight", to_f64(&got.weight), to_f64(&expected.weight)),
-            ("bias", to_f64(&got.bias), to_f64(&expected.bias)),
+        for (name, a, e, s) in [
+            (
+                "input",
+                to_f64(&got.input),
+                to_f64(&expected.input),
+                to_f64(&size.input),
+            ),
+            (
+                "weight",
+                to_f64(&got.weight),
+                to_f64(&expected.weight),
+                to_f64(&size.weight),
+            ),
+            (
+                "bias",
+                to_f64(&got.bias),
+                to_f64(&expected.bias),
+                to_f64(&size.bias),
+            ),
         ] {
-            if let Some(m) = mismatch(&a, &e, rtol) {
-                return Err(TestCaseError::fail(format!("{engine:?} ∂L/∂{name}: {m}")));
+            if let Some(k) = (0..a.len()).find(|&k| (a[k] - e[k]).abs() > rtol * (s[k] + 1e-30)) {
+                return Err(TestCaseError::fail(format!(
+                    "{engine:?} ∂L/∂{name}[{k}]: got {}, expected {} (terms of size {})",
+                    a[k], e[k], s[k]
+                )));
             }
         }
     }
@@ -482,5 +507,104 @@ mod course_network {
         check_gradient(grads.weight.view().into_dyn(), by_w.view(), 1e-7, 1e-6).unwrap();
         check_gradient(grads.bias.view().into_dyn(), by_b.view(), 1e-7, 1e-6).unwrap();
         assert!(linear(x.view(), w.t(), None).is_err());
+    }
+}
+
+mod more_convolutions {
+    use super::*;
+    use convlab::conv1d::{fast as fast1, naive as naive1};
+    use convlab::im2col::{fold, fold_backward, unfold, unfold_backward};
+    use convlab::shape::{Conv3dParams, ConvParams};
+    use ndarray::{Array, Array3, Array5, Dimension, Ix3, Ix5};
+
+    fn values<D: Dimension>(shape: D, seed: usize) -> Array<f64, D> {
+        Array::from_shape_fn(shape, |i| {
+            let k = i.into_pattern_index(seed);
+            ((k * 7919) % 2003) as f64 / 1001.5 - 1.0
+        })
+    }
+
+    trait Pattern {
+        fn into_pattern_index(self, seed: usize) -> usize;
+    }
+    impl<P: ndarray::IntoDimension> Pattern for P {
+        fn into_pattern_index(self, seed: usize) -> usize {
+            self.into_dimension()
+                .slice()
+                .iter()
+                .fold(seed, |a, &b| a * 31 + b + 1)
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn conv1d_backward_is_the_derivative(
+            (n, g, cpg, opg, k, l) in (1usize..3, 1usize..3, 1usize..3, 1usize..3, 1usize..5, 1usize..12),
+            (s, d, pad, seed) in (1usize..3, 1usize..3, 0usize..3, 0usize..100),
+        ) {
+            let p = ConvParams::default().stride(s).dilation(d).padding(pad).groups(g);
+            let Ok(l_out) = p.output_len(l, k) else { return Ok(()) };
+            let x: Array3<f64> = values(ndarray::Dim([n, g * cpg, l]), seed);
+            let w: Array3<f64> = values(ndarray::Dim([g * opg, cpg, k]), seed + 1);
+            let go: Array3<f64> = values(ndarray::Dim([n, g * opg, l_out]), seed + 2);
+            let b = ndarray::Array1::<f64>::zeros(g * opg);
+            let grads = naive1::conv1d_backward(x.view(), w.view(), go.view(), p).unwrap();
+            let loss = |x: &Array3<f64>, w: &Array3<f64>| (naive1::conv1d(x.view(), w.view(), Some(b.view()), p).unwrap() * &go).sum();
+            let by_x = numerical_gradient(|v| loss(&v.into_dimensionality::<Ix3>().unwrap().to_owned(), &w), x.view().into_dyn(), 1e-6);
+            let by_w = numerical_gradient(|v| loss(&x, &v.into_dimensionality::<Ix3>().unwrap().to_owned()), w.view().into_dyn(), 1e-6);
+            check_gradient(grads.input.view().into_dyn(), by_x.view(), 1e-7, 1e-6).map_err(TestCaseError::fail)?;
+            check_gradient(grads.weight.view().into_dyn(), by_w.view(), 1e-7, 1e-6).map_err(TestCaseError::fail)?;
+            let by_b = go.sum_axis(ndarray::Axis(2)).sum_axis(ndarray::Axis(0));
+            prop_assert!(mismatch(grads.bias.as_slice().unwrap(), &to_f64(&by_b), RTOL_F64).is_none());
+            let f = fast1::conv1d_backward(x.view(), w.view(), go.view(), p).unwrap();
+            prop_assert!(mismatch(f.input.as_slice().unwrap(), &to_f64(&grads.input), RTOL_F64).is_none());
+            prop_assert!(mismatch(f.weight.as_slice().unwrap(), &to_f64(&grads.weight), RTOL_F64).is_none());
+        }
+
+        #[test]
+        fn conv3d_backward_is_the_derivative(
+            (n, g, cpg, opg) in (1usize..3, 1usize..3, 1usize..3, 1usize..3),
+            (kd, kh, kw, dp, h, wd) in (1usize..3, 1usize..3, 1usize..3, 1usize..5, 1usize..5, 1usize..5),
+            (s, pad, seed) in (1usize..3, 0usize..2, 0usize..100),
+        ) {
+            let p = Conv3dParams::default().stride(s).padding(pad).groups(g);
+            let out: Vec<usize> = [(dp, kd), (h, kh), (wd, kw)].iter().map(|&(n, k)| p.axis(0).output_len(n, k)).collect::<Result<_, _>>().unwrap_or_default();
+            if out.len() != 3 {
+                return Ok(());
+            }
+            let x: Array5<f64> = values(ndarray::Dim([n, g * cpg, dp, h, wd]), seed);
+            let w: Array5<f64> = values(ndarray::Dim([g * opg, cpg, kd, kh, kw]), seed + 1);
+            let go: Array5<f64> = values(ndarray::Dim([n, g * opg, out[0], out[1], out[2]]), seed + 2);
+            let grads = naive::conv3d_backward(x.view(), w.view(), go.view(), p).unwrap();
+            let loss = |x: &Array5<f64>, w: &Array5<f64>| (naive::conv3d(x.view(), w.view(), None, p).unwrap() * &go).sum();
+            let by_x = numerical_gradient(|v| loss(&v.into_dimensionality::<Ix5>().unwrap().to_owned(), &w), x.view().into_dyn(), 1e-6);
+            let by_w = numerical_gradient(|v| loss(&x, &v.into_dimensionality::<Ix5>().unwrap().to_owned()), w.view().into_dyn(), 1e-6);
+            check_gradient(grads.input.view().into_dyn(), by_x.view(), 1e-7, 1e-6).map_err(TestCaseError::fail)?;
+            check_gradient(grads.weight.view().into_dyn(), by_w.view(), 1e-7, 1e-6).map_err(TestCaseError::fail)?;
+            let f = fast::conv3d_backward(x.view(), w.view(), go.view(), p).unwrap();
+            prop_assert!(mismatch(f.input.as_slice().unwrap(), &to_f64(&grads.input), RTOL_F64).is_none());
+            prop_assert!(mismatch(f.weight.as_slice().unwrap(), &to_f64(&grads.weight), RTOL_F64).is_none());
+            prop_assert!(mismatch(f.bias.as_slice().unwrap(), &to_f64(&grads.bias), RTOL_F64).is_none());
+        }
+
+        #[test]
+        fn unfold_and_fold_backward_are_the_derivatives(
+            (n, c, h, w, kh, kw) in (1usize..3, 1usize..3, 1usize..7, 1usize..7, 1usize..4, 1usize..4),
+            (s, pad, d, seed) in (1usize..3, 0usize..2, 1usize..3, 0usize..100),
+        ) {
+            let p = Conv2dParams::default().stride(s).padding(pad).dilation(d);
+            let x: Array4<f64> = values(ndarray::Dim([n, c, h, w]), seed);
+            let Ok(cols) = unfold(x.view(), [kh, kw], p) else { return Ok(()) };
+            let gc: Array3<f64> = values(cols.raw_dim(), seed + 1);
+            let dx = unfold_backward(gc.view(), [h, w], [kh, kw], p).unwrap();
+            let by_x = numerical_gradient(|v| (unfold(v.into_dimensionality::<Ix4>().unwrap(), [kh, kw], p).unwrap() * &gc).sum(), x.view().into_dyn(), 1e-6);
+            check_gradient(dx.view().into_dyn(), by_x.view(), 1e-7, 1e-6).map_err(TestCaseError::fail)?;
+            let gx: Array4<f64> = values(x.raw_dim(), seed + 2);
+            let dcols = fold_backward(gx.view(), [kh, kw], p).unwrap();
+            let by_cols = numerical_gradient(|v| (fold(v.into_dimensionality::<Ix3>().unwrap(), [h, w], [kh, kw], p).unwrap() * &gx).sum(), cols.view().into_dyn(), 1e-6);
+            check_gradient(dcols.view().into_dyn(), by_cols.view(), 1e-7, 1e-6).map_err(TestCaseError::fail)?;
+        }
     }
 }

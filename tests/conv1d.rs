@@ -356,7 +356,27 @@ fn check_naive_equals_fast<T: NdFloat>(
                 g.shape(),
                 &[x.dim().0, w.dim().0, e.len() / (x.dim().0 * w.dim().0)][..]
             );
-            if let Some(m) = mismatch(g.as_standard_layout().as_slice().unwrap(), &e, rtol) {
+            // The reference in f64 on the same (rounded) values, and the size of its terms.
+            let f = |a: &Array3<T>| a.mapv(|v| v.to_f64().unwrap());
+            let (x64, w64) = (f(&x), f(&w));
+            let b64 = b.as_ref().map(|b| b.mapv(|v| v.to_f64().unwrap()));
+            let reference =
+                naive::conv1d(x64.view(), w64.view(), b64.as_ref().map(|b| b.view()), p).unwrap();
+            let b_abs = b64.as_ref().map(|b| b.mapv(f64::abs));
+            let size = naive::conv1d(
+                x64.mapv(f64::abs).view(),
+                w64.mapv(f64::abs).view(),
+                b_abs.as_ref().map(|b| b.view()),
+                p,
+            )
+            .unwrap();
+            let g = g.as_standard_layout();
+            if let Some(m) = sized_mismatch(
+                g.as_slice().unwrap(),
+                &to_f64(&reference),
+                &to_f64(&size),
+                rtol,
+            ) {
                 return Err(TestCaseError::fail(m));
             }
         }
@@ -406,20 +426,34 @@ fn check_signal_naive_equals_fast<T: NdFloat>(
     let x = x.mapv(|v| T::from(v).unwrap());
     let w = w.mapv(|v| T::from(v).unwrap());
     let (xs, ws) = (Stored::new(&x, layout), Stored::new(&w, layout));
-    for (naive_fn, fast_fn) in [
+    // (naive, fast, naive in f64 for the reference) for convolve, then correlate.
+    let kernels: [(SignalFn<T>, SignalFn<T>, SignalFn<f64>); 2] = [
         (
-            naive::convolve::<T> as SignalFn<T>,
-            fast::convolve::<T> as SignalFn<T>,
+            naive::convolve::<T>,
+            fast::convolve::<T>,
+            naive::convolve::<f64>,
         ),
-        (naive::correlate::<T>, fast::correlate::<T>),
-    ] {
+        (
+            naive::correlate::<T>,
+            fast::correlate::<T>,
+            naive::correlate::<f64>,
+        ),
+    ];
+    for (naive_fn, fast_fn, reference_fn) in kernels {
         let e = to_f64(&naive_fn(x.view(), w.view(), params).unwrap());
-        prop_assert_eq!(
-            to_f64(&naive_fn(xs.view(), ws.view(), params).unwrap()),
-            e.clone()
-        );
+        prop_assert_eq!(to_f64(&naive_fn(xs.view(), ws.view(), params).unwrap()), e);
         let g = fast_fn(xs.view(), ws.view(), params).unwrap();
-        if let Some(m) = mismatch(g.as_slice().unwrap(), &e, rtol) {
+        let f = |a: &Array1<T>| a.mapv(|v| v.to_f64().unwrap());
+        let (x64, w64) = (f(&x), f(&w));
+        let reference = reference_fn(x64.view(), w64.view(), params).unwrap();
+        let size =
+            reference_fn(x64.mapv(f64::abs).view(), w64.mapv(f64::abs).view(), params).unwrap();
+        if let Some(m) = sized_mismatch(
+            g.as_slice().unwrap(),
+            &to_f64(&reference),
+            &to_f64(&size),
+            rtol,
+        ) {
             return Err(TestCaseError::fail(m));
         }
     }

@@ -546,12 +546,30 @@ fn check_conv2d<T: Scalar>(
     let (xs, ws) = (Stored::new(&x, layout), Stored::new(&w, layout));
     let expected = naive::conv2d(x.view(), w.view(), b, p);
     prop_assert_eq!(&naive::conv2d(xs.view(), ws.view(), b, p), &expected);
+    // The reference in f64 on the same (rounded) values, and the size of each output's terms.
+    let f = |a: &Array4<T>| a.mapv(|v| v.to_f64().unwrap());
+    let (x64, w64) = (f(&x), f(&w));
+    let b64 = b.map(|b| b.mapv(|v| v.to_f64().unwrap()));
+    let reference = naive::conv2d(x64.view(), w64.view(), b64.as_ref().map(|b| b.view()), p);
+    let b_abs = b64.as_ref().map(|b| b.mapv(f64::abs));
+    let size = naive::conv2d(
+        x64.mapv(f64::abs).view(),
+        w64.mapv(f64::abs).view(),
+        b_abs.as_ref().map(|b| b.view()),
+        p,
+    );
     for engine in engines() {
         let got = fast::conv2d_with(engine, xs.view(), ws.view(), b, p);
         match (&expected, got) {
             (Ok(e), Ok(g)) => {
                 prop_assert_eq!(e.shape(), g.shape());
-                if let Some(m) = mismatch(g.as_slice().unwrap(), &to_f64(e), rtol) {
+                let (reference, size) = (reference.as_ref().unwrap(), size.as_ref().unwrap());
+                if let Some(m) = sized_mismatch(
+                    g.as_slice().unwrap(),
+                    &to_f64(reference),
+                    &to_f64(size),
+                    rtol,
+                ) {
                     return Err(TestCaseError::fail(format!("{engine:?} {p:?}: {m}")));
                 }
             }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{RTOL_F32, RTOL_F64, mismatch, to_f64};
+use common::{RTOL_F32, RTOL_F64, sized_mismatch, to_f64};
 use convlab::gemm::{Engine, Isa, Scalar, gemm};
 use ndarray::{Array2, ArrayView2, s};
 use proptest::prelude::*;
@@ -54,21 +54,42 @@ fn check<T: Scalar>(
     } else {
         cast(c0.view())
     };
-    let mut expected = start.clone();
+    // The reference in f64 on the same (rounded) values, and the size of each element's terms:
+    // |α|·|A|·|B| + |β|·|C|.
+    let f = |x: &Array2<T>| x.mapv(|v| v.to_f64().unwrap());
+    let (a64, b64) = (f(&at), f(&bt));
+    let (alpha64, beta64) = (alpha.to_f64().unwrap(), beta.to_f64().unwrap());
+    let c64 = f(&start);
+    let mut reference = c64.clone();
     gemm(
         Engine::Naive,
-        alpha,
-        at.view(),
-        bt.view(),
-        beta,
-        expected.view_mut(),
+        alpha64,
+        a64.view(),
+        b64.view(),
+        beta64,
+        reference.view_mut(),
     )
     .unwrap();
-    let expected = to_f64(&expected);
+    let mut size = c64.mapv(|v| if beta64 == 0.0 { 0.0 } else { v.abs() });
+    let (a_abs, b_abs) = (a64.mapv(f64::abs), b64.mapv(f64::abs));
+    gemm(
+        Engine::Naive,
+        alpha64.abs(),
+        a_abs.view(),
+        b_abs.view(),
+        beta64.abs(),
+        size.view_mut(),
+    )
+    .unwrap();
     for engine in engines() {
         let mut c = start.clone();
         gemm(engine, alpha, at.view(), bt.view(), beta, c.view_mut()).unwrap();
-        if let Some(m) = mismatch(c.as_slice().unwrap(), &expected, rtol) {
+        if let Some(m) = sized_mismatch(
+            c.as_slice().unwrap(),
+            &to_f64(&reference),
+            &to_f64(&size),
+            rtol,
+        ) {
             return Err(TestCaseError::fail(format!(
                 "{engine:?} {:?}·{:?}: {m}",
                 a.dim(),

@@ -138,3 +138,40 @@ pub fn conv1d<T: NdFloat>(
         );
     Ok(out)
 }
+
+/// Backpropagation through [`conv1d`] by im2col, two matrix products and col2im: the 2-D
+/// kernel [`crate::conv2d::fast::conv2d_backward`] on signals of height 1. The twin of
+/// [`super::naive::conv1d_backward`].
+pub fn conv1d_backward<T: crate::gemm::Scalar>(
+    x: ArrayView3<T>,
+    w: ArrayView3<T>,
+    grad_out: ArrayView3<T>,
+    params: ConvParams,
+) -> Result<super::naive::Conv1dGrads<T>> {
+    // Height 1: a 1-row kernel, no padding, stride or dilation along it.
+    let axis = crate::shape::Conv2dParams::default()
+        .groups(params.groups)
+        .strides([1, params.stride])
+        .paddings([crate::shape::Padding::Explicit(0), params.padding])
+        .dilations([1, params.dilation]);
+    let ((n, c_in, l), (c_out, c_in_per_group, k_len)) = (x.dim(), w.dim());
+    // Check with the 1-D rules first, so errors name conv1d's shapes.
+    let geo = Conv1dGeometry::new(
+        (n, c_in, [l]),
+        (c_out, c_in_per_group, [k_len]),
+        None,
+        params,
+    )?;
+    super::naive::check_grad_out(grad_out.dim(), (n, c_out, geo.output[0]))?;
+    let grads = crate::conv2d::fast::conv2d_backward(
+        x.insert_axis(Axis(2)),
+        w.insert_axis(Axis(2)),
+        grad_out.insert_axis(Axis(2)),
+        axis,
+    )?;
+    Ok(super::naive::Conv1dGrads {
+        input: grads.input.index_axis_move(Axis(2), 0),
+        weight: grads.weight.index_axis_move(Axis(2), 0),
+        bias: grads.bias,
+    })
+}

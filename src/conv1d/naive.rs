@@ -103,3 +103,72 @@ pub fn conv1d<T: NdFloat>(
         },
     ))
 }
+
+/// The gradients of [`conv1d`]'s loss with respect to its input, weight and bias.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conv1dGrads<T> {
+    /// `∂L/∂x`, shape `(N, C_in, L_in)`.
+    pub input: Array3<T>,
+    /// `∂L/∂w`, shape `(C_out, C_in/g, K)`.
+    pub weight: Array3<T>,
+    /// `∂L/∂b`, one value per output channel.
+    pub bias: Array1<T>,
+}
+
+/// Backpropagation through [`conv1d`] for `g = ∂L/∂out` of shape `(N, C_out, L_out)`: every
+/// product `x̃[n, c, i·s + k·d] · w[c_out, c, k]` of the forward sends `g[n, c_out, i]` times the
+/// other factor to each factor, and `g` to the bias:
+///
+/// `∂L/∂b[c_out] = Σ_{n,i} g[n, c_out, i]`,
+/// `∂L/∂w[c_out, c, k] = Σ_{n,i} g[n, c_out, i] · x̃[n, c, i·s + k·d]`,
+/// `∂L/∂x[n, c, l] = Σ g[n, c_out, i] · w[c_out, c, k]` over the `(c_out, i, k)` that read `l`.
+pub fn conv1d_backward<T: NdFloat>(
+    x: ArrayView3<T>,
+    w: ArrayView3<T>,
+    grad_out: ArrayView3<T>,
+    params: ConvParams,
+) -> Result<Conv1dGrads<T>> {
+    let ((n, c_in, l), (c_out, c_in_per_group, k_len)) = (x.dim(), w.dim());
+    let geo = Conv1dGeometry::new(
+        (n, c_in, [l]),
+        (c_out, c_in_per_group, [k_len]),
+        None,
+        params,
+    )?;
+    check_grad_out(grad_out.dim(), (n, c_out, geo.output[0]))?;
+    let c_out_per_group = c_out / geo.groups;
+    let (s, d, pad_left) = (geo.stride[0], geo.dilation[0], geo.pads[0].left);
+    let mut grads = Conv1dGrads {
+        input: Array3::zeros(x.raw_dim()),
+        weight: Array3::zeros(w.raw_dim()),
+        bias: Array1::zeros(c_out),
+    };
+    for ((n, c_out, i), &g) in grad_out.indexed_iter() {
+        let group = c_out / c_out_per_group;
+        grads.bias[c_out] += g;
+        for c in 0..c_in_per_group {
+            let channel = group * c_in_per_group + c;
+            for k in 0..k_len {
+                if let Some(pos) = (i * s + k * d).checked_sub(pad_left).filter(|&p| p < l) {
+                    grads.weight[[c_out, c, k]] += g * x[[n, channel, pos]];
+                    grads.input[[n, channel, pos]] += g * w[[c_out, c, k]];
+                }
+            }
+        }
+    }
+    Ok(grads)
+}
+
+/// `grad_out` must have the forward output's shape.
+pub(crate) fn check_grad_out(
+    got: (usize, usize, usize),
+    expected: (usize, usize, usize),
+) -> Result<()> {
+    if got != expected {
+        return Err(crate::error::Error::shape(
+            "conv1d_backward",
+            format!("grad_out has shape {got:?}, the forward output's shape is {expected:?}"),
+        ));
+    }
+    Ok(())
+}

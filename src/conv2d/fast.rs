@@ -352,3 +352,116 @@ pub fn conv2d_backward_with<T: Scalar>(
         bias,
     })
 }
+
+/// Backpropagation through [`conv3d`], the twin of [`super::naive::conv3d_backward`]: for every
+/// output depth slice `t` and depth tap `k_t` that reads input slice `z`, the 2-D products of
+/// [`conv2d_backward`] — `∂L/∂W[k_t] += G_t · X_col(z)ᵀ` and
+/// `∂L/∂x[z] += col2im(W[k_t]ᵀ · G_t)`. Images run in parallel.
+pub fn conv3d_backward<T: Scalar>(
+    x: ArrayView5<T>,
+    w: ArrayView5<T>,
+    grad_out: ArrayView5<T>,
+    params: Conv3dParams,
+) -> Result<super::naive::Conv3dGrads<T>> {
+    let ((n, c_in, dp, h, wd), (c_out, c_in_per_group, kd, kh, kw)) = (x.dim(), w.dim());
+    let geo = ConvGeometry::new(
+        (n, c_in, [dp, h, wd]),
+        (c_out, c_in_per_group, [kd, kh, kw]),
+        None,
+        params,
+    )?;
+    let [d_out, h_out, w_out] = geo.output;
+    super::naive::check_grad_shape(grad_out.shape(), &[n, c_out, d_out, h_out, w_out])?;
+    let patches = Patches {
+        input: [h, wd],
+        kernel: [kh, kw],
+        output: [h_out, w_out],
+        pads: [geo.pads[1], geo.pads[2]],
+        stride: [geo.stride[1], geo.stride[2]],
+        dilation: [geo.dilation[1], geo.dilation[2]],
+    };
+    let (groups, windows) = (geo.groups, patches.windows());
+    let rows = c_in_per_group * patches.taps();
+    let c_out_per_group = c_out / groups;
+    let weights: Vec<Array2<T>> = (0..kd)
+        .map(|k_t| weight_matrix(w.slice(s![.., .., k_t, .., ..])))
+        .collect();
+    let (s_t, d_t, p_t) = (geo.stride[0], geo.dilation[0], geo.pads[0].left);
+    let engine = DEFAULT_ENGINE;
+    let mut grad_x = Array5::<T>::zeros((n, c_in, dp, h, wd));
+    let grad_w = grad_x
+        .outer_iter_mut()
+        .into_par_iter()
+        .zip(x.outer_iter().into_par_iter())
+        .zip(grad_out.outer_iter().into_par_iter())
+        .try_fold(
+            || {
+                (
+                    vec![Array2::<T>::zeros((c_out, rows)); kd],
+                    Array2::<T>::zeros((rows, windows)),
+                )
+            },
+            |(mut grad_w, mut cols), ((mut gx_n, x_n), g_n)| {
+                let g_n = g_n.as_standard_layout();
+                let g_n = g_n
+                    .view()
+                    .into_shape_with_order((c_out, d_out, windows))
+                    .expect("a standard-layout array reshapes to its own element count");
+                for t in 0..d_out {
+                    let g_t = g_n.index_axis(Axis(1), t);
+                    for k_t in 0..kd {
+                        let Some(z) = (t * s_t + k_t * d_t).checked_sub(p_t).filter(|&z| z < dp)
+                        else {
+                            continue;
+                        };
+                        for g in 0..groups {
+                            let inputs = g * c_in_per_group..(g + 1) * c_in_per_group;
+                            let outputs = g * c_out_per_group..(g + 1) * c_out_per_group;
+                            let g_rows = g_t.slice(s![outputs.clone(), ..]);
+                            let x_z = x_n.slice(s![inputs.clone(), z, .., ..]);
+                            im2col_2d(x_z, &patches, cols.view_mut());
+                            let dw = grad_w[k_t].slice_mut(s![outputs.clone(), ..]);
+                            gemm(engine, T::one(), g_rows, cols.t(), T::one(), dw)?;
+                            let w_rows = weights[k_t].slice(s![outputs, ..]);
+                            gemm(
+                                engine,
+                                T::one(),
+                                w_rows.t(),
+                                g_rows,
+                                T::zero(),
+                                cols.view_mut(),
+                            )?;
+                            let mut gx_z = gx_n.slice_mut(s![inputs, z, .., ..]);
+                            let mut slab = gx_z.to_owned();
+                            col2im_2d(cols.view(), &patches, slab.view_mut());
+                            gx_z.assign(&slab);
+                        }
+                    }
+                }
+                Ok::<_, crate::error::Error>((grad_w, cols))
+            },
+        )
+        .map(|state| state.map(|(grad_w, _)| grad_w))
+        .try_reduce(
+            || vec![Array2::zeros((c_out, rows)); kd],
+            |a, b| Ok(a.into_iter().zip(b).map(|(a, b)| a + b).collect()),
+        )?;
+    // Assemble (C_out, C_in/g · kH · kW) per depth tap into (C_out, C_in/g, kD, kH, kW).
+    let mut weight = Array5::<T>::zeros((c_out, c_in_per_group, kd, kh, kw));
+    for (k_t, dw) in grad_w.into_iter().enumerate() {
+        let dw = dw
+            .into_shape_with_order((c_out, c_in_per_group, kh, kw))
+            .expect("one gradient per weight");
+        weight.slice_mut(s![.., .., k_t, .., ..]).assign(&dw);
+    }
+    let bias = grad_out
+        .sum_axis(Axis(4))
+        .sum_axis(Axis(3))
+        .sum_axis(Axis(2))
+        .sum_axis(Axis(0));
+    Ok(super::naive::Conv3dGrads {
+        input: grad_x,
+        weight,
+        bias,
+    })
+}

@@ -242,3 +242,67 @@ pub(crate) fn check_grad_shape(got: &[usize], expected: &[usize]) -> Result<()> 
     }
     Ok(())
 }
+
+/// The gradients of [`conv3d`]'s loss with respect to its input, weight and bias.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conv3dGrads<T> {
+    /// `∂L/∂x`, the input's shape `(N, C_in, D, H, W)`.
+    pub input: Array5<T>,
+    /// `∂L/∂w`, the weight's shape `(C_out, C_in/g, kD, kH, kW)`.
+    pub weight: Array5<T>,
+    /// `∂L/∂b`, one value per output channel.
+    pub bias: ndarray::Array1<T>,
+}
+
+/// Backpropagation through [`conv3d`]: [`conv2d_backward`]'s sums with a depth axis — each
+/// product `x̃[…, t·s_t + k_t·d_t, i·s_h + k_i·d_h, j·s_w + k_j·d_w] · w[c_out, c, k_t, k_i, k_j]`
+/// sends `g[n, c_out, t, i, j]` times the other factor to each factor, and `g` to the bias.
+pub fn conv3d_backward<T: NdFloat>(
+    x: ArrayView5<T>,
+    w: ArrayView5<T>,
+    grad_out: ArrayView5<T>,
+    params: Conv3dParams,
+) -> Result<Conv3dGrads<T>> {
+    let ((n, c_in, dp, h, wd), (c_out, c_in_per_group, kd, kh, kw)) = (x.dim(), w.dim());
+    let geo = ConvGeometry::new(
+        (n, c_in, [dp, h, wd]),
+        (c_out, c_in_per_group, [kd, kh, kw]),
+        None,
+        params,
+    )?;
+    let [d_out, h_out, w_out] = geo.output;
+    check_grad_shape(grad_out.shape(), &[n, c_out, d_out, h_out, w_out])?;
+    let c_out_per_group = c_out / geo.groups;
+    let ([s_t, s_h, s_w], [d_t, d_h, d_w]) = (geo.stride, geo.dilation);
+    let (p_t, p_h, p_w) = (geo.pads[0].left, geo.pads[1].left, geo.pads[2].left);
+    let mut grads = Conv3dGrads {
+        input: Array5::zeros(x.raw_dim()),
+        weight: Array5::zeros(w.raw_dim()),
+        bias: ndarray::Array1::zeros(c_out),
+    };
+    for ((n, c_out, t, i, j), &g) in grad_out.indexed_iter() {
+        let group = c_out / c_out_per_group;
+        grads.bias[c_out] += g;
+        for c in 0..c_in_per_group {
+            let channel = group * c_in_per_group + c;
+            for k_t in 0..kd {
+                let Some(slice) = unpad(t * s_t + k_t * d_t, p_t, dp) else {
+                    continue;
+                };
+                for k_i in 0..kh {
+                    let Some(row) = unpad(i * s_h + k_i * d_h, p_h, h) else {
+                        continue;
+                    };
+                    for k_j in 0..kw {
+                        if let Some(col) = unpad(j * s_w + k_j * d_w, p_w, wd) {
+                            let at = [n, channel, slice, row, col];
+                            grads.weight[[c_out, c, k_t, k_i, k_j]] += g * x[at];
+                            grads.input[at] += g * w[[c_out, c, k_t, k_i, k_j]];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(grads)
+}

@@ -93,6 +93,36 @@ pub fn optional_reals<'de, D: serde::Deserializer<'de>>(
     reals(d).map(Some)
 }
 
+/// Where `actual` differs from the f64 `reference` by more than `rtol` times `size`, the sum of
+/// the magnitudes of the terms that make up each element (the same computation on absolute
+/// values). Rounding errors of a sum scale with that size, not with the sum itself, which can
+/// cancel to almost nothing; this is the fair measure for comparing f32 results.
+pub fn sized_mismatch<T: NdFloat>(
+    actual: &[T],
+    reference: &[f64],
+    size: &[f64],
+    rtol: f64,
+) -> Option<String> {
+    if actual.len() != reference.len() || size.len() != reference.len() {
+        return Some(format!(
+            "length {} but expected {}",
+            actual.len(),
+            reference.len()
+        ));
+    }
+    (0..actual.len()).find_map(|k| {
+        let a = actual[k].to_f64().expect("float converts to f64");
+        let gap = (a - reference[k]).abs();
+        let tol = rtol * size[k] + f64::MIN_POSITIVE;
+        (gap.is_nan() || gap > tol).then(|| {
+            format!(
+                "element {k}: got {a}, expected {} (terms of size {})",
+                reference[k], size[k]
+            )
+        })
+    })
+}
+
 /// Panic with a useful message unless `actual` is close to `expected` (see [`mismatch`]).
 pub fn assert_close<T: NdFloat>(actual: &[T], expected: &[f64], rtol: f64, what: &str) {
     if let Some(m) = mismatch(actual, expected, rtol) {
