@@ -43,6 +43,14 @@ struct ConvCase {
     y: Vec<f64>,
     #[serde(default)]
     y_shape: Vec<usize>,
+    #[serde(default)]
+    grad_out: Vec<f64>,
+    #[serde(default)]
+    grad_x: Vec<f64>,
+    #[serde(default)]
+    grad_w: Vec<f64>,
+    #[serde(default)]
+    grad_b: Option<Vec<f64>>,
 }
 
 /// Input, weight and optional bias of a case.
@@ -193,6 +201,83 @@ fn conv3d_matches_pytorch_f32() {
         fast::conv3d_with::<f32>,
         RTOL_F32,
     );
+}
+
+/// Input, weight and bias gradients of a backward pass, flattened.
+type GradVecs = (Vec<f64>, Vec<f64>, Vec<f64>);
+
+/// Every case's backward through `backward` against PyTorch autograd's gradients of
+/// `L = Σ y·G`.
+fn check_backward_fixtures<D: Dimension, const N: usize>(
+    file: &str,
+    backward: impl Fn(&ConvCase, ConvNdParams<N>) -> GradVecs,
+) {
+    let file: ConvFile = fixture(file);
+    for (i, case) in file.cases.iter().enumerate() {
+        let p: ConvNdParams<N> = case.params();
+        let (gx, gw, gb) = backward(case, p);
+        assert_close(
+            &gx,
+            &case.grad_x,
+            RTOL_F64,
+            &format!("case {i} ∂L/∂x {p:?}"),
+        );
+        assert_close(
+            &gw,
+            &case.grad_w,
+            RTOL_F64,
+            &format!("case {i} ∂L/∂w {p:?}"),
+        );
+        if let Some(expected) = &case.grad_b {
+            assert_close(&gb, expected, RTOL_F64, &format!("case {i} ∂L/∂b {p:?}"));
+        }
+    }
+}
+
+#[test]
+fn conv2d_backward_matches_pytorch_autograd() {
+    for fast_kernel in [false, true] {
+        check_backward_fixtures::<ndarray::Ix4, 2>("conv2d.json", |case, p| {
+            let (x, w, _) = case.arrays::<f64, ndarray::Ix4>();
+            let g = Array::from_shape_vec(IxDyn(&case.y_shape), case.grad_out.clone())
+                .unwrap()
+                .into_dimensionality::<ndarray::Ix4>()
+                .unwrap();
+            let grads = if fast_kernel {
+                fast::conv2d_backward(x.view(), w.view(), g.view(), p).unwrap()
+            } else {
+                naive::conv2d_backward(x.view(), w.view(), g.view(), p).unwrap()
+            };
+            (
+                to_f64(&grads.input),
+                to_f64(&grads.weight),
+                to_f64(&grads.bias),
+            )
+        });
+    }
+}
+
+#[test]
+fn conv3d_backward_matches_pytorch_autograd() {
+    for fast_kernel in [false, true] {
+        check_backward_fixtures::<ndarray::Ix5, 3>("conv3d.json", |case, p| {
+            let (x, w, _) = case.arrays::<f64, ndarray::Ix5>();
+            let g = Array::from_shape_vec(IxDyn(&case.y_shape), case.grad_out.clone())
+                .unwrap()
+                .into_dimensionality::<ndarray::Ix5>()
+                .unwrap();
+            let grads = if fast_kernel {
+                fast::conv3d_backward(x.view(), w.view(), g.view(), p).unwrap()
+            } else {
+                naive::conv3d_backward(x.view(), w.view(), g.view(), p).unwrap()
+            };
+            (
+                to_f64(&grads.input),
+                to_f64(&grads.weight),
+                to_f64(&grads.bias),
+            )
+        });
+    }
 }
 
 #[test]

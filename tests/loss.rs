@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use convlab::activation::{log_softmax, sigmoid};
 use convlab::loss::{
-    LossOptions, LossOutput, Reduction, Target, binary_cross_entropy,
+    self, LossOptions, LossOutput, Reduction, Target, binary_cross_entropy,
     binary_cross_entropy_with_logits, cross_entropy, nll_loss,
 };
 use ndarray::{Array1, ArrayD, IxDyn, array};
@@ -39,6 +39,13 @@ struct Case {
     pos_weight: Option<Vec<f64>>,
     bce: Vec<f64>,
     bce_logits: Vec<f64>,
+    upstream: Option<Vec<f64>>,
+    binary_upstream: Vec<f64>,
+    grad_cross_entropy: Vec<f64>,
+    grad_cross_entropy_probs: Vec<f64>,
+    grad_nll_loss: Vec<f64>,
+    grad_bce: Vec<f64>,
+    grad_bce_logits: Vec<f64>,
 }
 
 fn values(out: LossOutput<f64>) -> Vec<f64> {

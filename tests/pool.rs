@@ -39,6 +39,14 @@ struct PoolCase {
     avg_shape: Vec<usize>,
     #[serde(deserialize_with = "reals")]
     adaptive_max: Vec<f64>,
+    #[serde(default)]
+    max_grad_out: Vec<f64>,
+    #[serde(default)]
+    max_grad_x: Vec<f64>,
+    #[serde(default)]
+    avg_grad_out: Vec<f64>,
+    #[serde(default)]
+    avg_grad_x: Vec<f64>,
     adaptive_max_index: Vec<usize>,
     adaptive_avg: Vec<f64>,
 }
@@ -143,6 +151,85 @@ fn pool1d_matches_pytorch() {
                 RTOL_F64,
                 &what("adaptive avg"),
             );
+        }
+    }
+}
+
+/// Max and average pooling backward against PyTorch autograd's gradients of `L = Σ y·G`, in
+/// 1-D and 2-D, naive and fast.
+#[test]
+fn pooling_backward_matches_pytorch_autograd() {
+    let file: PoolFile = fixture("pool.json");
+    for (i, c) in file.pool1d.iter().enumerate() {
+        let x: Array3<f64> = c.x();
+        let l = x.dim().2;
+        if !c.max_grad_out.is_empty() {
+            let (_, idx) = naive::max_pool1d_with_indices(x.view(), c.params::<1>(true)).unwrap();
+            let g = Array3::from_shape_vec(idx.raw_dim(), c.max_grad_out.clone()).unwrap();
+            for f in [
+                naive::max_pool1d_backward::<f64>,
+                fast::max_pool1d_backward::<f64>,
+            ] {
+                let dx = f(g.view(), idx.view(), l).unwrap();
+                assert_close(
+                    dx.as_slice().unwrap(),
+                    &c.max_grad_x,
+                    RTOL_F64,
+                    &format!("1-D max case {i}"),
+                );
+            }
+        }
+        if c.avg.is_some() {
+            let shape: [usize; 3] = c.avg_shape.clone().try_into().unwrap();
+            let g = Array3::from_shape_vec(shape, c.avg_grad_out.clone()).unwrap();
+            for f in [
+                naive::avg_pool1d_backward::<f64>,
+                fast::avg_pool1d_backward::<f64>,
+            ] {
+                let dx = f(g.view(), l, c.params::<1>(false)).unwrap();
+                assert_close(
+                    dx.as_slice().unwrap(),
+                    &c.avg_grad_x,
+                    RTOL_F64,
+                    &format!("1-D avg case {i}"),
+                );
+            }
+        }
+    }
+    for (i, c) in file.pool2d.iter().enumerate() {
+        let x: Array4<f64> = c.x();
+        let hw = [x.dim().2, x.dim().3];
+        if !c.max_grad_out.is_empty() {
+            let (_, idx) = naive::max_pool2d_with_indices(x.view(), c.params::<2>(true)).unwrap();
+            let g = Array4::from_shape_vec(idx.raw_dim(), c.max_grad_out.clone()).unwrap();
+            for f in [
+                naive::max_pool2d_backward::<f64>,
+                fast::max_pool2d_backward::<f64>,
+            ] {
+                let dx = f(g.view(), idx.view(), hw).unwrap();
+                assert_close(
+                    dx.as_slice().unwrap(),
+                    &c.max_grad_x,
+                    RTOL_F64,
+                    &format!("2-D max case {i}"),
+                );
+            }
+        }
+        if c.avg.is_some() {
+            let shape: [usize; 4] = c.avg_shape.clone().try_into().unwrap();
+            let g = Array4::from_shape_vec(shape, c.avg_grad_out.clone()).unwrap();
+            for f in [
+                naive::avg_pool2d_backward::<f64>,
+                fast::avg_pool2d_backward::<f64>,
+            ] {
+                let dx = f(g.view(), hw, c.params::<2>(false)).unwrap();
+                assert_close(
+                    dx.as_slice().unwrap(),
+                    &c.avg_grad_x,
+                    RTOL_F64,
+                    &format!("2-D avg case {i}"),
+                );
+            }
         }
     }
 }

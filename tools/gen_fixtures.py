@@ -255,6 +255,19 @@ def convnd_case(dims, max_size, max_kernel):
         return case
     case["y"] = flat(y.numpy())
     case["y_shape"] = list(y.shape)
+    # Autograd's gradients of L = Σ y·G for a random G.
+    g = values(*y.shape)
+    xg, wg = xt.clone().requires_grad_(), wt.clone().requires_grad_()
+    bg = None if bt is None else bt.clone().requires_grad_()
+    if len(set(map(str, specs))) == 1 and isinstance(native[0], str):
+        yg = conv(xg, wg, bg, stride=strides, padding=native[0], dilation=dilations, groups=groups)
+    else:
+        flat_pads = [v for l, r in reversed(pads) for v in (l, r)]
+        yg = conv(F.pad(xg, flat_pads), wg, bg, stride=strides, padding=0, dilation=dilations,
+                  groups=groups)
+    (yg * torch.from_numpy(g)).sum().backward()
+    case.update({"grad_out": flat(g), "grad_x": flat(xg.grad), "grad_w": flat(wg.grad),
+                 "grad_b": None if bg is None else flat(bg.grad)})
     return case
 
 
@@ -341,6 +354,16 @@ def pool_case(dims):
         y, i = max_pool(xt, kernel, stride=stride, padding=padding, dilation=dilation,
                         ceil_mode=ceil, return_indices=True)
         case["max"], case["max_index"], case["max_shape"] = flat(y), i.flatten().tolist(), list(y.shape)
+        # A window holding only padding has the value −inf and an index past its map; PyTorch's
+        # backward then adds its gradient to the next map's memory, which is not a derivative
+        # of anything. Gradients are recorded only for calls without such windows.
+        if torch.isfinite(y).all():
+            g = values(*y.shape)
+            xg = xt.clone().requires_grad_()
+            yg = max_pool(xg, kernel, stride=stride, padding=padding, dilation=dilation,
+                          ceil_mode=ceil)
+            (yg * torch.from_numpy(g)).sum().backward()
+            case["max_grad_out"], case["max_grad_x"] = flat(g), flat(xg.grad)
     except RuntimeError as e:
         case["max_error"] = str(e).splitlines()[0]
     avg_args = dict(stride=stride, padding=padding, ceil_mode=ceil, count_include_pad=include)
@@ -349,6 +372,10 @@ def pool_case(dims):
     try:
         y = avg_pool(xt, kernel, **avg_args)
         case["avg"], case["avg_shape"] = flat(y), list(y.shape)
+        g = values(*y.shape)
+        xg = xt.clone().requires_grad_()
+        (avg_pool(xg, kernel, **avg_args) * torch.from_numpy(g)).sum().backward()
+        case["avg_grad_out"], case["avg_grad_x"] = flat(g), flat(xg.grad)
     except RuntimeError as e:
         case["avg_error"] = str(e).splitlines()[0]
     out = adaptive[0] if dims == 1 else adaptive
@@ -426,12 +453,41 @@ def loss_cases():
             p.view(-1)[0] = float(rng.choice([0.0, 1.0]))  # exercises the −100 clamp
         ew = torch.from_numpy(values(*shape[-1:]) + 1.5) if rng.random() < 0.4 else None
         pw = torch.from_numpy(values(shape[-1]) + 2.0) if rng.random() < 0.4 else None
+        # Autograd's gradients: of the loss itself, or of Σ loss·G per element for 'none'.
+        upstream = values(*([batch] + extra)) if reduction == "none" else None
+
+        def grad_of(fn, arg):
+            arg = arg.clone().detach().requires_grad_()
+            out = fn(arg)
+            (out * torch.from_numpy(upstream_for(out))).sum().backward()
+            return flat(arg.grad)
+
+        def upstream_for(out):
+            if reduction != "none":
+                return np.array(1.0)
+            return upstream if out.shape == tuple(upstream.shape) else binary_upstream
+
+        binary_upstream = values(*shape)
+        case["upstream"] = None if upstream is None else flat(upstream)
+        case["binary_upstream"] = flat(binary_upstream)
+        case["grad_cross_entropy"] = grad_of(lambda z: F.cross_entropy(
+            z, tt, weight=wt, ignore_index=ignore, label_smoothing=smoothing,
+            reduction=reduction), lt)
+        case["grad_cross_entropy_probs"] = grad_of(lambda z: F.cross_entropy(
+            z, torch.from_numpy(probs), weight=wt, label_smoothing=smoothing,
+            reduction=reduction), lt)
+        case["grad_nll_loss"] = grad_of(lambda z: F.nll_loss(
+            z, tt, weight=wt, ignore_index=ignore, reduction=reduction), log_p.detach())
         case.update({"p": flat(p), "y": flat(y),
                      "element_weight": None if ew is None else flat(ew),
                      "pos_weight": None if pw is None else flat(pw),
                      "bce": flat(F.binary_cross_entropy(p, y, weight=ew, reduction=reduction)),
                      "bce_logits": flat(F.binary_cross_entropy_with_logits(
                          lt, y, weight=ew, pos_weight=pw, reduction=reduction))})
+        case["grad_bce"] = grad_of(lambda q: F.binary_cross_entropy(
+            q, y, weight=ew, reduction=reduction), p.detach())
+        case["grad_bce_logits"] = grad_of(lambda z: F.binary_cross_entropy_with_logits(
+            z, y, weight=ew, pos_weight=pw, reduction=reduction), lt)
         cases.append(case)
     return cases
 

@@ -346,12 +346,6 @@ pub fn max_pool2d_backward<T: NdFloat>(
     check_pool_grad("max_pool2d_backward", grad_out.shape(), indices.shape())?;
     let (n, c, oh, ow) = grad_out.dim();
     let [h, w] = input_size;
-    if let Some(&at) = indices.iter().find(|&&at| at >= h * w) {
-        return Err(Error::param(
-            "indices",
-            format!("index {at} is outside the {h}×{w} input"),
-        ));
-    }
     let mut grad_in = Array4::zeros((n, c, h, w));
     if n * c == 0 || oh * ow == 0 || h * w == 0 {
         return Ok(grad_in);
@@ -365,8 +359,11 @@ pub fn max_pool2d_backward<T: NdFloat>(
         .par_chunks_mut(h * w)
         .zip(g.par_chunks(oh * ow).zip(at.par_chunks(oh * ow)))
         .for_each(|(gi, (g, at))| {
+            // Indices past the end (windows of padding only) pass nothing on, as in PyTorch.
             for (&g, &at) in g.iter().zip(at) {
-                gi[at] += g;
+                if let Some(d) = gi.get_mut(at) {
+                    *d += g;
+                }
             }
         });
     Ok(grad_in)
@@ -464,4 +461,38 @@ pub fn adaptive_avg_pool2d_backward<T: NdFloat>(
     let (rows, cols) = (bins(h, oh), bins(w, ow));
     let divisor = |i: usize, j: usize| rows[i].count * cols[j].count;
     Ok(spread_windows(grad_out, input_size, &rows, &cols, divisor))
+}
+
+/// Backward of 1-D max pooling (and adaptive max pooling): [`max_pool2d_backward`] on a height
+/// of 1, `indices` into `L`.
+pub fn max_pool1d_backward<T: NdFloat>(
+    grad_out: ArrayView3<T>,
+    indices: ArrayView3<usize>,
+    input_len: usize,
+) -> Result<Array3<T>> {
+    let g = max_pool2d_backward(
+        grad_out.insert_axis(Axis(2)),
+        indices.insert_axis(Axis(2)),
+        [1, input_len],
+    )?;
+    Ok(g.index_axis_move(Axis(2), 0))
+}
+
+/// Backward of 1-D average pooling: [`avg_pool2d_backward`] on a height of 1.
+pub fn avg_pool1d_backward<T: NdFloat>(
+    grad_out: ArrayView3<T>,
+    input_len: usize,
+    params: Pool1dParams,
+) -> Result<Array3<T>> {
+    let g = avg_pool2d_backward(grad_out.insert_axis(Axis(2)), [1, input_len], as_2d(params))?;
+    Ok(g.index_axis_move(Axis(2), 0))
+}
+
+/// Backward of 1-D adaptive average pooling: [`adaptive_avg_pool2d_backward`] on a height of 1.
+pub fn adaptive_avg_pool1d_backward<T: NdFloat>(
+    grad_out: ArrayView3<T>,
+    input_len: usize,
+) -> Result<Array3<T>> {
+    let g = adaptive_avg_pool2d_backward(grad_out.insert_axis(Axis(2)), [1, input_len])?;
+    Ok(g.index_axis_move(Axis(2), 0))
 }

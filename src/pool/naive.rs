@@ -330,7 +330,8 @@ fn check_pool_grad(op: &'static str, got: &[usize], expected: &[usize]) -> Resul
 
 /// Backpropagation through max pooling (also adaptive max pooling): each output's gradient goes
 /// to the input position that won, `∂L/∂x[n, c, h, w] = Σ g[n, c, i, j]` over the outputs whose
-/// `index` is `h·W + w`; every other input gets 0. `input_size` is `(H, W)`.
+/// `index` is `h·W + w`; every other input gets 0, and indices past the end (windows that held
+/// only padding) pass nothing, as in PyTorch. `input_size` is `(H, W)`.
 pub fn max_pool2d_backward<T: NdFloat>(
     grad_out: ArrayView4<T>,
     indices: ArrayView4<usize>,
@@ -342,13 +343,11 @@ pub fn max_pool2d_backward<T: NdFloat>(
     let mut grad_in = Array4::zeros((n, c, h, w));
     for ((n, c, i, j), &g) in grad_out.indexed_iter() {
         let at = indices[[n, c, i, j]];
-        if at >= h * w {
-            return Err(Error::param(
-                "indices",
-                format!("index {at} is outside the {h}×{w} input"),
-            ));
+        // A window with no position inside the image has an index past the end (its value is
+        // −∞): like PyTorch, it passes no gradient on.
+        if at < h * w {
+            grad_in[[n, c, at / w, at % w]] += g;
         }
-        grad_in[[n, c, at / w, at % w]] += g;
     }
     Ok(grad_in)
 }
@@ -408,4 +407,38 @@ pub fn adaptive_avg_pool2d_backward<T: NdFloat>(
         }
     }
     Ok(grad_in)
+}
+
+/// Backward of 1-D max pooling (and adaptive max pooling): [`max_pool2d_backward`] on a height
+/// of 1, `indices` into `L`.
+pub fn max_pool1d_backward<T: NdFloat>(
+    grad_out: ArrayView3<T>,
+    indices: ArrayView3<usize>,
+    input_len: usize,
+) -> Result<Array3<T>> {
+    let g = max_pool2d_backward(
+        grad_out.insert_axis(Axis(2)),
+        indices.insert_axis(Axis(2)),
+        [1, input_len],
+    )?;
+    Ok(g.index_axis_move(Axis(2), 0))
+}
+
+/// Backward of 1-D average pooling: [`avg_pool2d_backward`] on a height of 1.
+pub fn avg_pool1d_backward<T: NdFloat>(
+    grad_out: ArrayView3<T>,
+    input_len: usize,
+    params: Pool1dParams,
+) -> Result<Array3<T>> {
+    let g = avg_pool2d_backward(grad_out.insert_axis(Axis(2)), [1, input_len], as_2d(params))?;
+    Ok(g.index_axis_move(Axis(2), 0))
+}
+
+/// Backward of 1-D adaptive average pooling: [`adaptive_avg_pool2d_backward`] on a height of 1.
+pub fn adaptive_avg_pool1d_backward<T: NdFloat>(
+    grad_out: ArrayView3<T>,
+    input_len: usize,
+) -> Result<Array3<T>> {
+    let g = adaptive_avg_pool2d_backward(grad_out.insert_axis(Axis(2)), [1, input_len])?;
+    Ok(g.index_axis_move(Axis(2), 0))
 }
