@@ -638,6 +638,12 @@ pub fn cross_entropy_backward<T: NdFloat>(
         .zip(coefficients.outer_iter())
         .zip(factors)
     {
+        // A sample that contributes nothing (ignored, or of zero weight) has zero gradient even
+        // when the mean's divisor is 0 (every sample ignored), as in PyTorch.
+        if a.iter().all(|&a| a == T::zero()) {
+            dz.fill(T::zero());
+            continue;
+        }
         let sum_a = a.sum();
         Zip::from(&mut dz)
             .and(&a)
@@ -658,7 +664,7 @@ fn element_factors<T: NdFloat>(
 }
 
 /// Backward of [`binary_cross_entropy`] with respect to the probabilities, as PyTorch computes
-/// it: `∂ℓ/∂p = w · (p − y) / max(p·(1 − p), 1e-12)`.
+/// it: `∂ℓ/∂p = w · (p − y) / max(p·(1 − p), ε)` with PyTorch's `ε`, the f32 nearest `1e-12`.
 pub fn binary_cross_entropy_backward<T: NdFloat>(
     p: ArrayViewD<T>,
     y: ArrayViewD<T>,
@@ -668,7 +674,8 @@ pub fn binary_cross_entropy_backward<T: NdFloat>(
     const OP: &str = "binary_cross_entropy_backward";
     same_shape(OP, p.shape(), y.shape())?;
     let mut dp = element_factors(OP, grad, options.reduction, p.shape())?;
-    let floor = T::from(1e-12).expect("1e-12 converts to a float");
+    // PyTorch's EPSILON is the f32 nearest 1e-12, also in f64.
+    let floor = T::from(f64::from(1e-12_f32)).expect("1e-12 converts to a float");
     Zip::from(&mut dp).and(&p).and(&y).for_each(|d, &p, &y| {
         *d = *d * (p - y) / (p * (T::one() - p)).max(floor);
     });

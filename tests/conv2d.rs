@@ -208,7 +208,7 @@ type GradVecs = (Vec<f64>, Vec<f64>, Vec<f64>);
 
 /// Every case's backward through `backward` against PyTorch autograd's gradients of
 /// `L = Σ y·G`.
-fn check_backward_fixtures<D: Dimension, const N: usize>(
+fn check_backward_fixtures<const N: usize>(
     file: &str,
     backward: impl Fn(&ConvCase, ConvNdParams<N>) -> GradVecs,
 ) {
@@ -237,7 +237,7 @@ fn check_backward_fixtures<D: Dimension, const N: usize>(
 #[test]
 fn conv2d_backward_matches_pytorch_autograd() {
     for fast_kernel in [false, true] {
-        check_backward_fixtures::<ndarray::Ix4, 2>("conv2d.json", |case, p| {
+        check_backward_fixtures::<2>("conv2d.json", |case, p| {
             let (x, w, _) = case.arrays::<f64, ndarray::Ix4>();
             let g = Array::from_shape_vec(IxDyn(&case.y_shape), case.grad_out.clone())
                 .unwrap()
@@ -260,7 +260,7 @@ fn conv2d_backward_matches_pytorch_autograd() {
 #[test]
 fn conv3d_backward_matches_pytorch_autograd() {
     for fast_kernel in [false, true] {
-        check_backward_fixtures::<ndarray::Ix5, 3>("conv3d.json", |case, p| {
+        check_backward_fixtures::<3>("conv3d.json", |case, p| {
             let (x, w, _) = case.arrays::<f64, ndarray::Ix5>();
             let g = Array::from_shape_vec(IxDyn(&case.y_shape), case.grad_out.clone())
                 .unwrap()

@@ -137,6 +137,51 @@ fn losses_match_pytorch() {
             RTOL_F64,
             &what("bce with logits"),
         );
+
+        // Backward against autograd: the gradient of the loss itself, or of Σ loss·G.
+        let up = match &c.upstream {
+            Some(u) => LossOutput::PerElement(arr(u, &sample_shape)),
+            None => LossOutput::Reduced(1.0),
+        };
+        let binary_up = match reduction {
+            Reduction::None => LossOutput::PerElement(arr(&c.binary_upstream, &c.shape)),
+            _ => LossOutput::Reduced(1.0),
+        };
+        let grad = |g: ArrayD<f64>| g.iter().copied().collect::<Vec<_>>();
+        let target = Target::Classes(classes.view());
+        let d = loss::cross_entropy_backward(logits.view(), target, &opts, &up).unwrap();
+        assert_close(
+            &grad(d),
+            &c.grad_cross_entropy,
+            RTOL_F64,
+            &what("∂ cross_entropy"),
+        );
+        let target = Target::Probabilities(probs.view());
+        let d = loss::cross_entropy_backward(logits.view(), target, &opts, &up).unwrap();
+        let expected = &c.grad_cross_entropy_probs;
+        assert_close(&grad(d), expected, RTOL_F64, &what("∂ cross_entropy probs"));
+        let d = loss::nll_loss_backward(log_p.view(), classes.view(), &opts, &up).unwrap();
+        assert_close(&grad(d), &c.grad_nll_loss, RTOL_F64, &what("∂ nll_loss"));
+        let d = loss::binary_cross_entropy_with_logits_backward(
+            logits.view(),
+            y.view(),
+            &bopts,
+            &binary_up,
+        )
+        .unwrap();
+        assert_close(
+            &grad(d),
+            &c.grad_bce_logits,
+            RTOL_F64,
+            &what("∂ bce with logits"),
+        );
+        let mut bopts = LossOptions::default().reduction(reduction);
+        if let Some(w) = &ew {
+            bopts = bopts.weight(w.view());
+        }
+        let d =
+            loss::binary_cross_entropy_backward(p.view(), y.view(), &bopts, &binary_up).unwrap();
+        assert_close(&grad(d), &c.grad_bce, RTOL_F64, &what("∂ bce"));
     }
 }
 
