@@ -1,6 +1,6 @@
-//! Chapter 5 benchmarks: 2×2 max and average pooling of the course CNN's first feature maps,
-//! naive vs fast, on one thread and on all cores. Throughput counts input elements read, so
-//! `Gelem/s` is billions of pixels pooled per second.
+//! Chapter 5 and 8 benchmarks: 2×2 max and average pooling of the course CNN's first feature
+//! maps, naive vs fast, and max pooling's forward+backward, on one thread and on all cores.
+//! Throughput counts input elements read, so `Gelem/s` is billions of pixels pooled per second.
 //!
 //!     cargo bench --bench pool
 
@@ -44,6 +44,30 @@ fn pooling(c: &mut Criterion) {
                 },
             );
         }
+    }
+    group.finish();
+
+    // Forward with indices and backward, as training runs it (PyTorch's fwd+bwd figure).
+    let mut group = c.benchmark_group("max_pool2d 2x2 forward+backward (64, 32, 28, 28)");
+    group.throughput(Throughput::Elements(x.len() as u64));
+    group.sample_size(20);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    let g = Array4::<f32>::ones((64, 32, 14, 14));
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        group.bench_function(BenchmarkId::new("fast", format!("{threads}t")), |bench| {
+            pool.install(|| {
+                bench.iter(|| {
+                    let (_, at) =
+                        fast::max_pool2d_with_indices(black_box(x.view()), params).unwrap();
+                    fast::max_pool2d_backward(g.view(), at.view(), [28, 28]).unwrap()
+                })
+            })
+        });
     }
     group.finish();
 }

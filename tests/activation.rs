@@ -24,6 +24,13 @@ struct Case {
     tanh: Vec<f64>,
     softmax: Vec<Vec<f64>>,
     log_softmax: Vec<Vec<f64>>,
+    grad_out: Vec<f64>,
+    grad_relu: Vec<f64>,
+    grad_leaky_relu: Vec<f64>,
+    grad_sigmoid: Vec<f64>,
+    grad_tanh: Vec<f64>,
+    grad_softmax: Vec<Vec<f64>>,
+    grad_log_softmax: Vec<Vec<f64>>,
 }
 
 fn check<T: NdFloat>(rtol: f64) {
@@ -78,6 +85,58 @@ fn activations_match_pytorch_f64() {
 #[test]
 fn activations_match_pytorch_f32() {
     check::<f32>(RTOL_F32);
+}
+
+/// Every activation's backward against PyTorch autograd's gradients of `Σ f(x)·G`.
+#[test]
+fn activation_backward_matches_pytorch_autograd() {
+    use convlab::activation::{
+        leaky_relu_backward, log_softmax_backward, relu_backward, sigmoid_backward,
+        softmax_backward, tanh_backward,
+    };
+    let file: File = fixture("activation.json");
+    for (i, c) in file.cases.iter().enumerate() {
+        let x = ArrayD::from_shape_vec(IxDyn(&c.shape), c.x.clone()).unwrap();
+        let g = ArrayD::from_shape_vec(IxDyn(&c.shape), c.grad_out.clone()).unwrap();
+        let what = |op: &str| format!("case {i} ∂{op} {:?}", c.shape);
+        let close = |d: ArrayD<f64>, e: &[f64], op: &str| {
+            assert_close(d.as_slice().unwrap(), e, RTOL_F64, &what(op))
+        };
+        close(
+            relu_backward(x.view(), g.view()).unwrap(),
+            &c.grad_relu,
+            "relu",
+        );
+        close(
+            leaky_relu_backward(x.view(), g.view(), 0.01).unwrap(),
+            &c.grad_leaky_relu,
+            "leaky_relu",
+        );
+        close(
+            sigmoid_backward(sigmoid(x.view()).view(), g.view()).unwrap(),
+            &c.grad_sigmoid,
+            "sigmoid",
+        );
+        close(
+            tanh_backward(tanh(x.view()).view(), g.view()).unwrap(),
+            &c.grad_tanh,
+            "tanh",
+        );
+        for axis in 0..c.shape.len() {
+            let y = softmax(x.view(), axis).unwrap();
+            close(
+                softmax_backward(y.view(), g.view(), axis).unwrap(),
+                &c.grad_softmax[axis],
+                "softmax",
+            );
+            let y = log_softmax(x.view(), axis).unwrap();
+            close(
+                log_softmax_backward(y.view(), g.view(), axis).unwrap(),
+                &c.grad_log_softmax[axis],
+                "log_softmax",
+            );
+        }
+    }
 }
 
 #[test]

@@ -119,6 +119,10 @@ struct ConvCase {
     groups: usize,
     y: Vec<f64>,
     y_shape: [usize; 3],
+    grad_out: Vec<f64>,
+    grad_x: Vec<f64>,
+    grad_w: Vec<f64>,
+    grad_b: Option<Vec<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -198,6 +202,29 @@ fn conv1d_matches_pytorch_f64() {
 #[test]
 fn conv1d_matches_pytorch_f32() {
     check_conv_fixtures::<f32>(RTOL_F32);
+}
+
+/// conv1d's backward, naive and fast, against PyTorch autograd's gradients of `L = Σ y·G`.
+#[test]
+fn conv1d_backward_matches_pytorch_autograd() {
+    let file: ConvFile = fixture("conv1d.json");
+    for (i, case) in file.cases.iter().enumerate() {
+        let x = array3::<f64>(&case.x, case.x_shape);
+        let w = array3::<f64>(&case.w, case.w_shape);
+        let g = array3::<f64>(&case.grad_out, case.y_shape);
+        let p = params(case.stride, &case.padding, case.dilation, case.groups);
+        for grads in [
+            naive::conv1d_backward(x.view(), w.view(), g.view(), p).unwrap(),
+            fast::conv1d_backward(x.view(), w.view(), g.view(), p).unwrap(),
+        ] {
+            let what = |of: &str| format!("case {i} ∂L/∂{of} {p:?}");
+            assert_close(&to_f64(&grads.input), &case.grad_x, RTOL_F64, &what("x"));
+            assert_close(&to_f64(&grads.weight), &case.grad_w, RTOL_F64, &what("w"));
+            if let Some(expected) = &case.grad_b {
+                assert_close(&to_f64(&grads.bias), expected, RTOL_F64, &what("b"));
+            }
+        }
+    }
 }
 
 #[test]

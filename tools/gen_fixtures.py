@@ -82,8 +82,9 @@ def torch_padding(spec, n, k, stride, dilation):
 
 
 def conv1d_call(x, w, b, stride, padding, pads, dilation, groups):
-    xt, wt = torch.from_numpy(x), torch.from_numpy(w)
-    bt = None if b is None else torch.from_numpy(b)
+    as_tensor = (lambda a: a if isinstance(a, torch.Tensor) else torch.from_numpy(a))
+    xt, wt = as_tensor(x), as_tensor(w)
+    bt = None if b is None else as_tensor(b)
     if padding is None:
         xt = F.pad(xt, pads)
         padding = 0
@@ -121,6 +122,14 @@ def conv1d_cases():
             continue
         case["y"] = flat(y.numpy())
         case["y_shape"] = list(y.shape)
+        # Autograd's gradients of L = Σ y·G for a random G.
+        g = values(*y.shape)
+        xg, wg = torch.from_numpy(x).requires_grad_(), torch.from_numpy(w).requires_grad_()
+        bg = None if b is None else torch.from_numpy(b).requires_grad_()
+        (conv1d_call(xg, wg, bg, stride, padding, pads, dilation, groups)
+         * torch.from_numpy(g)).sum().backward()
+        case.update({"grad_out": flat(g), "grad_x": flat(xg.grad), "grad_w": flat(wg.grad),
+                     "grad_b": None if bg is None else flat(bg.grad)})
         cases.append(case)
     return cases, errors
 
@@ -402,6 +411,25 @@ def activation_cases():
                     "sigmoid": flat(torch.sigmoid(xt)), "tanh": flat(torch.tanh(xt)),
                     "softmax": [flat(F.softmax(xt, dim=a)) for a in range(len(shape))],
                     "log_softmax": [flat(F.log_softmax(xt, dim=a)) for a in range(len(shape))]}
+            # Autograd's gradients of Σ f(x)·G for a random G.
+            g = torch.from_numpy(values(*shape))
+
+            def grad_of(f):
+                xg = xt.clone().requires_grad_()
+                (f(xg) * g).sum().backward()
+                return flat(xg.grad)
+
+            case.update({
+                "grad_out": flat(g),
+                "grad_relu": grad_of(F.relu),
+                "grad_leaky_relu": grad_of(lambda v: F.leaky_relu(v, 0.01)),
+                "grad_sigmoid": grad_of(torch.sigmoid),
+                "grad_tanh": grad_of(torch.tanh),
+                "grad_softmax": [grad_of(lambda v, a=a: F.softmax(v, dim=a))
+                                 for a in range(len(shape))],
+                "grad_log_softmax": [grad_of(lambda v, a=a: F.log_softmax(v, dim=a))
+                                     for a in range(len(shape))],
+            })
             cases.append(case)
     return cases
 
