@@ -429,6 +429,22 @@ impl<const D: usize> PoolNdParams<D> {
     }
 }
 
+impl PoolNdParams<1> {
+    /// The same pooling as 2-D parameters for maps of height 1 (a 1-row window, no padding,
+    /// stride or dilation along the height): how the 1-D pooling functions run.
+    pub fn as_2d(&self) -> Pool2dParams {
+        Pool2dParams {
+            kernel: [1, self.kernel[0]],
+            strides: Some([1, self.stride_of(0)]),
+            paddings: [Padding::Explicit(0), self.paddings[0]],
+            dilations: [1, self.dilations[0]],
+            ceil_mode: self.ceil_mode,
+            count_include_pad: self.count_include_pad,
+            divisor_override: self.divisor_override,
+        }
+    }
+}
+
 /// The bins of adaptive pooling along one axis of length `n` cut into `out` bins: bin `i` covers
 /// `⌊i·n/out⌋ .. ⌈(i+1)·n/out⌉` (neighbouring bins may overlap), exactly as PyTorch.
 pub fn adaptive_bin(i: usize, n: usize, out: usize) -> (usize, usize) {

@@ -11,7 +11,7 @@ use rayon::slice::{ParallelSlice, ParallelSliceMut};
 
 use super::naive::{AxisWindows, windows};
 use crate::error::{Error, Result};
-use crate::shape::{Padding, Pool1dParams, Pool2dParams, adaptive_bin};
+use crate::shape::{Pool1dParams, Pool2dParams, adaptive_bin};
 
 /// The input positions one output reads along one axis: `first, first + step, …`, `count` of
 /// them (the taps inside the input always form such a progression).
@@ -266,18 +266,6 @@ pub fn global_avg_pool2d<T: NdFloat>(x: ArrayView4<T>) -> Result<Array4<T>> {
     adaptive_avg_pool2d(x, [1, 1])
 }
 
-fn as_2d(p: Pool1dParams) -> Pool2dParams {
-    Pool2dParams {
-        kernel: [1, p.kernel[0]],
-        strides: Some([1, p.stride_of(0)]),
-        paddings: [Padding::Explicit(0), p.paddings[0]],
-        dilations: [1, p.dilations[0]],
-        ceil_mode: p.ceil_mode,
-        count_include_pad: p.count_include_pad,
-        divisor_override: p.divisor_override,
-    }
-}
-
 fn as_signal<T>(a: Array4<T>) -> Array3<T> {
     a.index_axis_move(Axis(2), 0)
 }
@@ -287,7 +275,7 @@ pub fn max_pool1d_with_indices<T: NdFloat>(
     x: ArrayView3<T>,
     params: Pool1dParams,
 ) -> Result<(Array3<T>, Array3<usize>)> {
-    let (y, i) = max_pool2d_with_indices(x.insert_axis(Axis(2)), as_2d(params))?;
+    let (y, i) = max_pool2d_with_indices(x.insert_axis(Axis(2)), params.as_2d())?;
     Ok((as_signal(y), as_signal(i)))
 }
 
@@ -300,7 +288,7 @@ pub fn max_pool1d<T: NdFloat>(x: ArrayView3<T>, params: Pool1dParams) -> Result<
 pub fn avg_pool1d<T: NdFloat>(x: ArrayView3<T>, params: Pool1dParams) -> Result<Array3<T>> {
     Ok(as_signal(avg_pool2d(
         x.insert_axis(Axis(2)),
-        as_2d(params),
+        params.as_2d(),
     )?))
 }
 
@@ -484,7 +472,11 @@ pub fn avg_pool1d_backward<T: NdFloat>(
     input_len: usize,
     params: Pool1dParams,
 ) -> Result<Array3<T>> {
-    let g = avg_pool2d_backward(grad_out.insert_axis(Axis(2)), [1, input_len], as_2d(params))?;
+    let g = avg_pool2d_backward(
+        grad_out.insert_axis(Axis(2)),
+        [1, input_len],
+        params.as_2d(),
+    )?;
     Ok(g.index_axis_move(Axis(2), 0))
 }
 

@@ -260,18 +260,6 @@ fn as_image<T: NdFloat>(x: ArrayView3<T>) -> ArrayView4<T> {
     x.insert_axis(Axis(2))
 }
 
-fn as_2d(p: Pool1dParams) -> Pool2dParams {
-    Pool2dParams {
-        kernel: [1, p.kernel[0]],
-        strides: Some([1, p.stride_of(0)]),
-        paddings: [Padding::Explicit(0), p.paddings[0]],
-        dilations: [1, p.dilations[0]],
-        ceil_mode: p.ceil_mode,
-        count_include_pad: p.count_include_pad,
-        divisor_override: p.divisor_override,
-    }
-}
-
 fn as_signal<T>(a: Array4<T>) -> Array3<T> {
     a.index_axis_move(Axis(2), 0)
 }
@@ -282,7 +270,7 @@ pub fn max_pool1d_with_indices<T: NdFloat>(
     x: ArrayView3<T>,
     params: Pool1dParams,
 ) -> Result<(Array3<T>, Array3<usize>)> {
-    let (y, i) = max_pool2d_with_indices(as_image(x), as_2d(params))?;
+    let (y, i) = max_pool2d_with_indices(as_image(x), params.as_2d())?;
     Ok((as_signal(y), as_signal(i)))
 }
 
@@ -293,7 +281,7 @@ pub fn max_pool1d<T: NdFloat>(x: ArrayView3<T>, params: Pool1dParams) -> Result<
 
 /// PyTorch's `avg_pool1d` on `(N, C, L)` (and `divisor_override`, which only `avg_pool2d` has).
 pub fn avg_pool1d<T: NdFloat>(x: ArrayView3<T>, params: Pool1dParams) -> Result<Array3<T>> {
-    Ok(as_signal(avg_pool2d(as_image(x), as_2d(params))?))
+    Ok(as_signal(avg_pool2d(as_image(x), params.as_2d())?))
 }
 
 /// PyTorch's `adaptive_avg_pool1d` on `(N, C, L)`.
@@ -430,7 +418,11 @@ pub fn avg_pool1d_backward<T: NdFloat>(
     input_len: usize,
     params: Pool1dParams,
 ) -> Result<Array3<T>> {
-    let g = avg_pool2d_backward(grad_out.insert_axis(Axis(2)), [1, input_len], as_2d(params))?;
+    let g = avg_pool2d_backward(
+        grad_out.insert_axis(Axis(2)),
+        [1, input_len],
+        params.as_2d(),
+    )?;
     Ok(g.index_axis_move(Axis(2), 0))
 }
 
