@@ -7,8 +7,9 @@ use ndarray::{ArrayD, ArrayViewD};
 /// `∂f/∂x_i ≈ (f(x + ε·e_i) − f(x − ε·e_i)) / (2ε)`
 ///
 /// The error of this estimate is `O(ε²)` from the Taylor series plus `O(δ/ε)` from rounding
-/// (`δ` ≈ 1e-16 times the size of `f`): `ε = 1e-6`, PyTorch's `gradcheck` default, balances the
-/// two at about 1e-10 relative to the size of `f`.
+/// (`δ` ≈ 1e-16 times the sum of the magnitudes of the terms that make up `f`): `ε = 1e-6`,
+/// PyTorch's `gradcheck` default, balances the two at about 1e-10 relative to that size. Where
+/// `f` is affine in `x` the Taylor term vanishes and a larger `ε` only shrinks the rounding.
 pub fn numerical_gradient(
     f: impl Fn(ArrayViewD<f64>) -> f64,
     x: ArrayViewD<f64>,

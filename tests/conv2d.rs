@@ -9,7 +9,9 @@ use convlab::conv2d::{fast, naive};
 use convlab::gemm::{Engine, Isa, Scalar};
 use convlab::im2col::{fold, unfold};
 use convlab::shape::{Conv2dParams, Conv3dParams, ConvGeometry, ConvNdParams, Mode, Padding};
-use ndarray::{Array, Array1, Array2, Array4, ArrayView, ArrayView1, Dimension, IxDyn, array};
+use ndarray::{
+    Array, Array1, Array2, Array4, ArrayView, ArrayView1, ArrayView2, Dimension, IxDyn, array,
+};
 use proptest::prelude::*;
 use serde::Deserialize;
 
@@ -649,14 +651,7 @@ fn check_conv2d<T: Scalar>(
             (Ok(e), Ok(g)) => {
                 prop_assert_eq!(e.shape(), g.shape());
                 let (reference, size) = (reference.as_ref().unwrap(), size.as_ref().unwrap());
-                if let Some(m) = sized_mismatch(
-                    g.as_slice().unwrap(),
-                    &to_f64(reference),
-                    &to_f64(size),
-                    rtol,
-                ) {
-                    return Err(TestCaseError::fail(format!("{engine:?} {p:?}: {m}")));
-                }
+                agree(&format!("{engine:?} {p:?}"), &g, reference, size, rtol)?;
             }
             (Err(e), Err(g)) => prop_assert_eq!(e, &g),
             (e, g) => prop_assert!(
@@ -672,7 +667,7 @@ fn check_conv2d<T: Scalar>(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(cases(128))]
 
     #[test]
     fn conv2d_fast_equals_naive((x, w, b, p, layout) in conv2d_case()) {
@@ -706,7 +701,9 @@ proptest! {
             let y = cols.mapv(|_| 0.0) + &Array1::from_shape_fn(cols.dim().2, |l| ((l * 7 + seed) % 5) as f64 - 2.0);
             let lhs = (&cols * &y).sum();
             let rhs = (&x * &fold(y.view(), [h, wd], [kh, kw], p).unwrap()).sum();
-            prop_assert!((lhs - rhs).abs() <= 1e-12 * (1.0 + lhs.abs()), "{} vs {}", lhs, rhs);
+            // Both sides are sums of the same products x·y, grouped differently.
+            let size = (cols.mapv(f64::abs) * y.mapv(f64::abs)).sum();
+            agree("⟨unfold(x), y⟩ against ⟨x, fold(y)⟩", &ndarray::arr0(rhs), &ndarray::arr0(lhs), &ndarray::arr0(size), RTOL_F64)?;
         }
     }
 
@@ -716,21 +713,77 @@ proptest! {
         (h, w, kh, kw, mode, layout) in (1usize..12, 1usize..12, 1usize..7, 1usize..7, 0usize..3, 0usize..3),
         seed in 0usize..1000,
     ) {
-        let x = Array2::from_shape_fn((h, w), |(i, j)| ((i * 13 + j * 7 + seed) % 17) as f64 / 8.0 - 1.0);
-        let k = Array2::from_shape_fn((kh, kw), |(i, j)| ((i * 5 + j * 11 + seed) % 7) as f64 / 3.0 - 1.0);
-        let mode = [Mode::Full, Mode::Same, Mode::Valid][mode];
-        let (xs, ks) = (Stored::new(&x, LAYOUTS[layout]), Stored::new(&k, LAYOUTS[layout]));
-        for (n, f) in [
-            (naive::convolve2d::<f64> as fn(_, _, _) -> _, fast::convolve2d::<f64> as fn(_, _, _) -> _),
-            (naive::correlate2d::<f64>, fast::correlate2d::<f64>),
-        ] {
-            match (n(x.view(), k.view(), mode), f(xs.view(), ks.view(), mode)) {
-                (Ok(a), Ok(b)) => prop_assert!(mismatch(b.as_slice().unwrap(), &to_f64(&a), RTOL_F64).is_none()),
-                (Err(a), Err(b)) => prop_assert_eq!(a, b),
-                (a, b) => prop_assert!(false, "{:?} vs {:?}", a.err(), b.err()),
+        check_signal2d_case([h, w], [kh, kw], [Mode::Full, Mode::Same, Mode::Valid][mode], LAYOUTS[layout], seed)?;
+    }
+}
+
+/// The fast `convolve2d` / `correlate2d` against the naive ones on an image and kernel made from
+/// `seed`, each output judged against the size of its terms (the same call on `|x|` and `|k|`).
+fn check_signal2d_case(
+    [h, w]: [usize; 2],
+    [kh, kw]: [usize; 2],
+    mode: Mode,
+    layout: Layout,
+    seed: usize,
+) -> Result<(), TestCaseError> {
+    let x = Array2::from_shape_fn((h, w), |(i, j)| {
+        ((i * 13 + j * 7 + seed) % 17) as f64 / 8.0 - 1.0
+    });
+    let k = Array2::from_shape_fn((kh, kw), |(i, j)| {
+        ((i * 5 + j * 11 + seed) % 7) as f64 / 3.0 - 1.0
+    });
+    let (xs, ks) = (Stored::new(&x, layout), Stored::new(&k, layout));
+    let (x_abs, k_abs) = (x.mapv(f64::abs), k.mapv(f64::abs));
+    type F = fn(ArrayView2<f64>, ArrayView2<f64>, Mode) -> convlab::Result<Array2<f64>>;
+    let pairs: [(&str, F, F); 2] = [
+        (
+            "convolve2d",
+            naive::convolve2d::<f64>,
+            fast::convolve2d::<f64>,
+        ),
+        (
+            "correlate2d",
+            naive::correlate2d::<f64>,
+            fast::correlate2d::<f64>,
+        ),
+    ];
+    for (name, n, f) in pairs {
+        match (n(x.view(), k.view(), mode), f(xs.view(), ks.view(), mode)) {
+            (Ok(a), Ok(b)) => {
+                let size = n(x_abs.view(), k_abs.view(), mode).unwrap();
+                agree(&format!("fast {name} {mode:?}"), &b, &a, &size, RTOL_F64)?;
             }
+            (Err(a), Err(b)) => prop_assert_eq!(a, b),
+            (a, b) => prop_assert!(false, "{:?} vs {:?}", a.err(), b.err()),
         }
     }
+    Ok(())
+}
+
+/// A case the property once failed on: the one output of this 'valid' correlation is exactly 0
+/// in exact arithmetic (terms of total size 3.67), and naive and fast round it to ±5.6e-17.
+/// Judged against the size of its terms, both are right.
+#[test]
+fn signal2d_output_that_cancels_to_zero() {
+    let (x, k) = (
+        Array2::from_shape_fn((3, 5), |(i, j)| {
+            ((i * 13 + j * 7 + 290) % 17) as f64 / 8.0 - 1.0
+        }),
+        Array2::from_shape_fn((3, 5), |(i, j)| {
+            ((i * 5 + j * 11 + 290) % 7) as f64 / 3.0 - 1.0
+        }),
+    );
+    // Exact in rational arithmetic: x = a/8 − 1 and k = b/3 − 1 with integers a, b, so
+    // 24·Σ x·k = Σ (a − 8)(b − 3) is an integer sum.
+    let exact: i64 = x
+        .iter()
+        .zip(k.iter())
+        .map(|(x, k)| {
+            ((x + 1.0) * 8.0 - 8.0).round() as i64 * ((k + 1.0) * 3.0 - 3.0).round() as i64
+        })
+        .sum();
+    assert_eq!(exact, 0);
+    check_signal2d_case([3, 5], [3, 5], Mode::Valid, Layout::Standard, 290).unwrap();
 }
 
 /// conv3d on non-contiguous views, fast against naive (the fixtures cover contiguous ones).

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{RTOL_F32, RTOL_F64, sized_mismatch, to_f64};
+use common::{RTOL_F32, RTOL_F64, agree, cases};
 use convlab::gemm::{Engine, Isa, Scalar, gemm};
 use ndarray::{Array2, ArrayView2, s};
 use proptest::prelude::*;
@@ -84,18 +84,13 @@ fn check<T: Scalar>(
     for engine in engines() {
         let mut c = start.clone();
         gemm(engine, alpha, at.view(), bt.view(), beta, c.view_mut()).unwrap();
-        if let Some(m) = sized_mismatch(
-            c.as_slice().unwrap(),
-            &to_f64(&reference),
-            &to_f64(&size),
+        agree(
+            &format!("{engine:?} {:?}·{:?}", a.dim(), b.dim()),
+            &c,
+            &reference,
+            &size,
             rtol,
-        ) {
-            return Err(TestCaseError::fail(format!(
-                "{engine:?} {:?}·{:?}: {m}",
-                a.dim(),
-                b.dim()
-            )));
-        }
+        )?;
     }
     Ok(())
 }
@@ -138,7 +133,7 @@ fn case() -> impl Strategy<
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(96))]
+    #![proptest_config(cases(96))]
 
     #[test]
     fn engines_agree((a, b, c, sa, sb, alpha, beta) in case()) {

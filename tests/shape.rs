@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::fixture;
+use common::{cases, fixture};
 use convlab::Error;
 use convlab::conv1d::naive;
 use convlab::shape::{
@@ -271,6 +271,8 @@ fn brute_force(layers: &[Window], n: usize) -> (usize, Option<usize>) {
 }
 
 proptest! {
+    #![proptest_config(cases(256))]
+
     #[test]
     fn receptive_field_matches_brute_force(
         layers in proptest::collection::vec((1usize..5, 1usize..4, 1usize..3), 1..4)

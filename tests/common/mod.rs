@@ -2,8 +2,34 @@
 #![allow(dead_code)]
 
 use convlab::shape::Padding;
-use ndarray::{Array, ArrayView, AxisDescription, Dimension, NdFloat, Slice};
+use ndarray::{Array, ArrayBase, ArrayView, AxisDescription, Data, Dimension, NdFloat, Slice};
+use proptest::test_runner::{Config as ProptestConfig, TestCaseError};
 use std::path::PathBuf;
+
+/// A property's configuration: `n` cases, or more where the `PROPTEST_CASES` environment
+/// variable asks for more (it is a floor, so a stress run can raise every property at once;
+/// `tools/stress-tests` does).
+pub fn cases(n: u32) -> ProptestConfig {
+    let floor = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(0);
+    ProptestConfig {
+        cases: n.max(floor),
+        ..ProptestConfig::default()
+    }
+}
+
+/// The step for central differences of a loss that is affine in the input being varied (a
+/// convolution in its input or its weight, unfold and fold, average pooling, max pooling away
+/// from ties). Its central difference is exact for any step but for rounding, whose error is
+/// about 10⁻¹⁶ times the sum of the magnitudes of the loss's terms divided by the step: a large
+/// step keeps that far below the tolerance.
+pub const AFFINE_STEP: f64 = 1e-3;
+
+/// The step for central differences of a smooth, non-affine loss (activations, losses):
+/// PyTorch's `gradcheck` default, which balances the `O(ε²)` truncation against rounding.
+pub const SMOOTH_STEP: f64 = 1e-6;
 
 /// A padding as the fixtures write it: a number of zeros, or a rule's name.
 #[derive(serde::Deserialize, Clone, Debug)]
@@ -121,6 +147,32 @@ pub fn sized_mismatch<T: NdFloat>(
             )
         })
     })
+}
+
+/// Judge `actual` against an f64 `reference` of the same computation, element by element in
+/// logical order, relative to `size`: the same computation on the magnitudes of its inputs
+/// (see [`sized_mismatch`]). The one comparison for every property whose results are sums that
+/// can cancel: a result that is 0 in exact arithmetic is held to the rounding its terms allow,
+/// not to its own (meaningless) magnitude.
+pub fn agree<T: NdFloat, D: Dimension>(
+    what: &str,
+    actual: &ArrayBase<impl Data<Elem = T>, D>,
+    reference: &ArrayBase<impl Data<Elem = f64>, D>,
+    size: &ArrayBase<impl Data<Elem = f64>, D>,
+    rtol: f64,
+) -> Result<(), TestCaseError> {
+    if actual.shape() != reference.shape() || size.shape() != reference.shape() {
+        return Err(TestCaseError::fail(format!(
+            "{what}: shape {:?} but expected {:?} (sizes {:?})",
+            actual.shape(),
+            reference.shape(),
+            size.shape()
+        )));
+    }
+    match sized_mismatch(&to_f64(actual), &to_f64(reference), &to_f64(size), rtol) {
+        Some(m) => Err(TestCaseError::fail(format!("{what}: {m}"))),
+        None => Ok(()),
+    }
 }
 
 /// Panic with a useful message unless `actual` is close to `expected` (see [`mismatch`]).
