@@ -43,15 +43,33 @@ pub enum Error {
         /// Which argument was empty.
         what: &'static str,
     },
+    /// A file that is missing, unreadable, truncated, corrupt, or whose contents do not hold what
+    /// they claim (a data set, a checkpoint, a history).
+    #[error("{path}: {reason}")]
+    File {
+        /// The file's path as given.
+        path: String,
+        /// What was wrong and what was expected.
+        reason: String,
+    },
 }
 
 /// `Result` with the crate's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    pub(crate) fn param(name: &'static str, reason: impl Into<String>) -> Self {
+    /// A hyper-parameter `name` outside its range, with the rule it broke.
+    pub fn param(name: &'static str, reason: impl Into<String>) -> Self {
         Error::InvalidParameter {
             name,
+            reason: reason.into(),
+        }
+    }
+
+    /// A problem with the file at `path`.
+    pub fn file(path: impl AsRef<std::path::Path>, reason: impl Into<String>) -> Self {
+        Error::File {
+            path: path.as_ref().display().to_string(),
             reason: reason.into(),
         }
     }

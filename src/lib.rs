@@ -19,14 +19,17 @@
 pub mod activation;
 pub mod conv1d;
 pub mod conv2d;
+pub mod data;
 pub mod error;
 pub mod gemm;
 pub mod grad;
 pub mod im2col;
 pub mod linear;
 pub mod loss;
+pub mod nn;
 pub mod pool;
 pub mod shape;
+pub mod train;
 
 pub use activation::{leaky_relu, log_softmax, relu, sigmoid, softmax, tanh};
 pub use conv1d::{conv1d, convolve, correlate};

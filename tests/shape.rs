@@ -6,17 +6,33 @@ mod common;
 use common::{cases, fixture};
 use convlab::Error;
 use convlab::conv1d::naive;
+use convlab::nn::{Architecture, Init, SummaryRow};
 use convlab::shape::{
-    ConvParams, Field, Mode, Network, Padding, Pads, PoolParams, Window, conv_output_len,
+    ConvParams, Field, Mode, Padding, Pads, PoolParams, Window, conv_output_len,
     conv_transpose_output_len, receptive_fields,
 };
 use ndarray::Array1;
 use proptest::prelude::*;
 use serde::Deserialize;
 
-fn spatial(net: &Network) -> Vec<usize> {
-    let mut sizes = vec![net.input[1]];
-    for row in net.trace().unwrap() {
+/// The summary rows of the layers that change the shape (convolutions, pooling, flatten, dense),
+/// as the course's tables list them.
+fn trace(a: Architecture) -> Vec<SummaryRow> {
+    let summary = a.build::<f32>(Init::PyTorch, 0).unwrap().summary().unwrap();
+    summary
+        .rows
+        .into_iter()
+        .filter(|r| {
+            !["ReLU", "Softmax", "Sigmoid", "Dropout"]
+                .iter()
+                .any(|k| r.layer.starts_with(k))
+        })
+        .collect()
+}
+
+fn spatial(a: Architecture) -> Vec<usize> {
+    let mut sizes = vec![a.input_shape()[1]];
+    for row in trace(a) {
         if row.output.len() == 3 {
             assert_eq!(row.output[1], row.output[2], "square layers stay square");
             sizes.push(row.output[1]);
@@ -25,60 +41,59 @@ fn spatial(net: &Network) -> Vec<usize> {
     sizes
 }
 
-fn params(net: &Network) -> Vec<usize> {
-    net.trace().unwrap().iter().map(|r| r.params).collect()
+fn params(a: Architecture) -> Vec<usize> {
+    trace(a).iter().map(|r| r.params).collect()
 }
 
 #[test]
 fn keras_mnist_convnet() {
-    let net = Network::keras_mnist();
-    assert_eq!(spatial(&net), [28, 26, 13, 11, 5, 3]);
+    let net = Architecture::KerasMnist;
+    assert_eq!(spatial(net), [28, 26, 13, 11, 5, 3]);
     // The course's model.summary(): 320, 18,496, 36,928, then Dense 36,928 and 650.
-    assert_eq!(params(&net), [320, 0, 18_496, 0, 36_928, 0, 36_928, 650]);
-    assert_eq!(params(&net).iter().sum::<usize>(), 93_322);
-    let trace = net.trace().unwrap();
+    assert_eq!(params(net), [320, 0, 18_496, 0, 36_928, 0, 36_928, 650]);
+    assert_eq!(params(net).iter().sum::<usize>(), 93_322);
+    let trace = trace(net);
     assert_eq!(trace[1].output, [32, 13, 13]); // 5,408 units after the first pooling
     assert_eq!(trace[5].output, [576]);
 }
 
 #[test]
 fn pytorch_fashion_mnist_cnn() {
-    let net = Network::fashion_mnist_cnn();
-    assert_eq!(spatial(&net), [28, 28, 14, 14, 7]);
-    let trace = net.trace().unwrap();
+    let net = Architecture::FashionMnistCnn;
+    assert_eq!(spatial(net), [28, 28, 14, 14, 7]);
+    let trace = trace(net);
     assert_eq!(trace[3].output, [64, 7, 7]);
     assert_eq!(trace[4].output, [3136]);
-    assert_eq!(params(&net).iter().sum::<usize>(), 3_274_634);
+    assert_eq!(params(net).iter().sum::<usize>(), 3_274_634);
 }
 
 #[test]
 fn keras_cats_vs_dogs_convnet() {
-    let net = Network::cats_vs_dogs();
-    assert_eq!(spatial(&net), [150, 148, 74, 72, 36, 34, 17, 15, 7]);
+    let net = Architecture::CatsVsDogs;
+    assert_eq!(spatial(net), [150, 148, 74, 72, 36, 34, 17, 15, 7]);
     assert_eq!(
-        params(&net),
+        params(net),
         [896, 0, 18_496, 0, 73_856, 0, 147_584, 0, 0, 3_211_776, 513]
     );
-    assert_eq!(params(&net).iter().sum::<usize>(), 3_453_121);
-    assert_eq!(net.trace().unwrap()[8].output, [6272]);
+    assert_eq!(params(net).iter().sum::<usize>(), 3_453_121);
+    assert_eq!(trace(net)[8].output, [6272]);
 }
 
 /// The receptive fields derived by hand in chapter 2.
 #[test]
 fn receptive_fields_of_the_course_networks() {
-    let fields = |net: Network| -> Vec<(usize, usize)> {
-        net.trace()
-            .unwrap()
+    let fields = |a: Architecture| -> Vec<(usize, usize)> {
+        trace(a)
             .iter()
             .filter_map(|r| r.field.map(|f| (f.size, f.jump)))
             .collect()
     };
     assert_eq!(
-        fields(Network::fashion_mnist_cnn()),
+        fields(Architecture::FashionMnistCnn),
         [(5, 1), (6, 2), (14, 2), (16, 4)]
     );
     assert_eq!(
-        fields(Network::keras_mnist()),
+        fields(Architecture::KerasMnist),
         [(3, 1), (4, 2), (8, 2), (10, 4), (18, 4)]
     );
 }

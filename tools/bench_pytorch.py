@@ -8,13 +8,16 @@ Measures, for each thread count:
     (64, 32, 28, 28) (benches/pool.rs);
   * conv1d forward (64, 16, 1000) x (32, 16, 7), padding 3, with bias (benches/conv1d.rs);
   * torch.mm on square sizes 64..1024 and on the per-image im2col products of the
-    course CNN, (32x25)·(25x784) and (64x800)·(800x196) (benches/gemm.rs).
+    course CNN, (32x25)·(25x784) and (64x800)·(800x196) (benches/gemm.rs);
+  * one training step of the course CNN, batch 64, Adam 1e-3: zero_grad, forward,
+    cross-entropy, backward, step (benches/train.rs).
 
 Run it on the same machine as `cargo bench` to compare side by side:
 
     pip install torch numpy
     python3 tools/bench_pytorch.py [--threads 1 2] [--repeat 10]
     python3 tools/bench_pytorch.py --quick     # smoke run, repeat=3
+    python3 tools/bench_pytorch.py --only train   # sections whose title holds "train"
 
 Method: every case runs 3 untimed warm-ups, then N timed runs; the table reports the
 median. torch.set_num_threads(t) is called before the cases of each thread count t.
@@ -137,6 +140,31 @@ def mm(gen, m, k, n):
     return lambda: torch.mm(a, b)
 
 
+def course_cnn():
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 32, kernel_size=5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(32, 64, kernel_size=5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(3136, 1024), torch.nn.ReLU(), torch.nn.Dropout(0.5),
+        torch.nn.Linear(1024, 10))
+
+
+def train_step(gen):
+    torch.manual_seed(0)
+    model = course_cnn()
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.rand(64, 1, 28, 28, generator=gen)
+    y = torch.randint(0, 10, (64,), generator=gen)
+
+    def run():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+
+    return run
+
+
 def build_sections(gen):
     """Sections as (title, [(case name, benchmark closure, FLOPs or None)])."""
     conv_fwd, conv_bwd = [], []
@@ -161,6 +189,8 @@ def build_sections(gen):
          [(f"{x_shape} x {w_shape} p{pad}", conv1d_forward(gen, x_shape, w_shape, pad),
            conv1d_flops(x_shape, w_shape, pad))]),
         ("torch.mm float32 (m x k x n)", gemm),
+        ("train step, course CNN, batch 64, Adam (images/s = 64000 / ms)",
+         [("course CNN", train_step(gen), None)]),
     ]
 
 
@@ -188,6 +218,8 @@ def main():
     group.add_argument("--repeat", type=int, default=10,
                        help="timed runs per case, after 3 warm-ups (default: 10)")
     group.add_argument("--quick", action="store_true", help="smoke run: --repeat 3")
+    parser.add_argument("--only", default="",
+                        help="measure only the sections whose title contains this text")
     args = parser.parse_args()
     repeat = 3 if args.quick else args.repeat
 
@@ -195,7 +227,8 @@ def main():
     print(f"threads {' '.join(map(str, args.threads))}, median of {repeat} runs "
           f"after {WARMUPS} warm-ups, float32")
 
-    sections = build_sections(torch.Generator().manual_seed(0))
+    sections = [s for s in build_sections(torch.Generator().manual_seed(0))
+                if args.only in s[0]]
     results = {title: [] for title, _ in sections}
     # Thread count is the outer loop so set_num_threads is called once per count.
     for threads in args.threads:

@@ -23,6 +23,9 @@ use crate::shape::{Conv2dParams, Conv3dParams, ConvGeometry, Mode, Pads, SignalF
 /// course's CNN, matrixmultiply measured fastest (chapter 4's table).
 pub const DEFAULT_ENGINE: Engine = Engine::MatrixMultiply;
 
+/// Images per block in the backward pass's weight-gradient sum (see [`conv2d_backward_with`]).
+const IMAGES_PER_BLOCK: usize = 8;
+
 /// `y ← b` broadcast along the rows (each output channel starts at its bias), or `y ← 0`.
 fn start_with_bias<T: Scalar>(mut y: ArrayViewMut2<T>, b: Option<ArrayView1<T>>) {
     match b {
@@ -289,19 +292,29 @@ pub fn conv2d_backward_with<T: Scalar>(
     let c_out_per_group = c_out / groups;
     let weights = weight_matrix(w);
     let mut grad_x = Array4::<T>::zeros((n, c_in, h, wd));
-    let grad_w = grad_x
-        .outer_iter_mut()
+    // The weight gradient sums over images. Each fixed block of images sums its own in order
+    // and the blocks' sums are added in order, so the result does not depend on how the work
+    // was shared between threads: the same inputs give the same bits on any number of threads.
+    let partial_sums = grad_x
+        .axis_chunks_iter_mut(Axis(0), IMAGES_PER_BLOCK)
         .into_par_iter()
-        .zip(x.outer_iter().into_par_iter())
-        .zip(grad_out.outer_iter().into_par_iter())
-        .try_fold(
-            || {
-                (
-                    Array2::<T>::zeros((c_out, rows)),
-                    Array2::<T>::zeros((rows, windows)),
-                )
-            },
-            |(mut grad_w, mut cols), ((mut gx_n, x_n), g_n)| {
+        .zip(
+            x.axis_chunks_iter(Axis(0), IMAGES_PER_BLOCK)
+                .into_par_iter(),
+        )
+        .zip(
+            grad_out
+                .axis_chunks_iter(Axis(0), IMAGES_PER_BLOCK)
+                .into_par_iter(),
+        )
+        .map(|((mut gx_block, x_block), g_block)| {
+            let mut grad_w = Array2::<T>::zeros((c_out, rows));
+            let mut cols = Array2::<T>::zeros((rows, windows));
+            for ((mut gx_n, x_n), g_n) in gx_block
+                .outer_iter_mut()
+                .zip(x_block.outer_iter())
+                .zip(g_block.outer_iter())
+            {
                 let g_n = g_n.as_standard_layout();
                 let g_n = g_n
                     .view()
@@ -335,11 +348,14 @@ pub fn conv2d_backward_with<T: Scalar>(
                     )?;
                     col2im_2d(cols.view(), &patches, gx_n.slice_mut(s![inputs, .., ..]));
                 }
-                Ok::<_, crate::error::Error>((grad_w, cols))
-            },
-        )
-        .map(|state| state.map(|(grad_w, _)| grad_w))
-        .try_reduce(|| Array2::zeros((c_out, rows)), |a, b| Ok(a + b))?;
+            }
+            Ok::<_, crate::error::Error>(grad_w)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut grad_w = Array2::<T>::zeros((c_out, rows));
+    for partial in &partial_sums {
+        grad_w += partial;
+    }
     let bias = grad_out
         .sum_axis(Axis(3))
         .sum_axis(Axis(2))
