@@ -13,6 +13,10 @@
 //! 7. [`loss`]: binary and categorical cross-entropy, from probabilities and from logits.
 //! 8. [`grad`]: backpropagation derived by hand, checked by central differences; [`linear`],
 //!    the fully connected layer.
+//! 9. [`nn`]: layers, `Sequential` models with PyTorch's parameter names, initialisation, the
+//!    course's networks; [`nn::optim`], PyTorch's optimizers.
+//! 10. [`data`]: Fashion-MNIST, CIFAR-10 and mini-batches; [`train`], the training loop and its
+//!     checkpoints.
 //!
 //! The glossary that maps the course's Spanish terms to these names is `chapters/README.md`.
 

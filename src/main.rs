@@ -12,6 +12,15 @@ use convlab::nn::sequential::thousands;
 use convlab::nn::{Architecture, Init, Sequential};
 use convlab::train::{self, History, RunFiles, TrainConfig};
 
+/// Print a line on standard output; a closed pipe (`convlab summary | head`) is an error to
+/// report, not a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+            .map_err(|e| Error::file("standard output", format!("cannot write: {e}")))
+    }};
+}
 #[derive(Parser)]
 #[command(
     name = "convlab",
@@ -309,11 +318,11 @@ fn run_train(args: TrainArgs) -> Result<()> {
             .load_state(saved.optimizer)
             .map_err(|e| Error::file(&files.resume, e.to_string()))?;
         history = saved.history;
-        println!(
+        say!(
             "resuming {} after epoch {}",
             files.resume.display(),
             history.epochs.len()
-        );
+        )?;
     }
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Error::file(&args.out, format!("cannot create the directory: {e}")))?;
@@ -326,7 +335,7 @@ fn run_train(args: TrainArgs) -> Result<()> {
         lr_step: args.lr_step.map(|s| (s, args.lr_gamma)),
         progress: !args.quiet,
     };
-    println!(
+    say!(
         "{}: {} parameters; {} training, {} validation, {} test images from {}",
         model.name,
         thousands(model.num_parameters()),
@@ -334,7 +343,7 @@ fn run_train(args: TrainArgs) -> Result<()> {
         valid.len(),
         test.len(),
         dir.display()
-    );
+    )?;
     train::fit(
         &mut model,
         optimizer.as_mut(),
@@ -345,7 +354,8 @@ fn run_train(args: TrainArgs) -> Result<()> {
         &mut history,
         Some(&files),
         &mut |r| {
-            println!(
+            // A closed standard output does not stop training: the history files have it all.
+            let _ = say!(
                 "epoch {:>3}  train loss {:.4} acc {:.4}  val loss {:.4} acc {:.4}  {:.1} s  {:.0} img/s",
                 r.epoch,
                 r.train_loss,
@@ -354,15 +364,15 @@ fn run_train(args: TrainArgs) -> Result<()> {
                 r.val_accuracy,
                 r.seconds,
                 r.images_per_second
-            )
+            );
         },
     )?;
-    let (test_loss, test_accuracy) = train::evaluate(&mut model, &test, 500)?;
+    let (test_loss, test_accuracy) = train::evaluate(&mut model, &test, train::EVAL_BATCH)?;
     history.test_loss = Some(test_loss);
     history.test_accuracy = Some(test_accuracy);
     history.write(&files.history_csv, &files.history_json)?;
     if let Some(best) = history.best() {
-        println!(
+        say!(
             "best validation loss {:.4} at epoch {}{}",
             best.val_loss,
             best.epoch,
@@ -371,16 +381,16 @@ fn run_train(args: TrainArgs) -> Result<()> {
             } else {
                 ""
             }
-        );
+        )?;
     }
-    println!("test loss {test_loss:.4}, test accuracy {test_accuracy:.4}");
-    println!("model:   {}", files.model.display());
-    println!("resume:  {}", files.resume.display());
-    println!(
+    say!("test loss {test_loss:.4}, test accuracy {test_accuracy:.4}")?;
+    say!("model:   {}", files.model.display())?;
+    say!("resume:  {}", files.resume.display())?;
+    say!(
         "history: {}, {}",
         files.history_csv.display(),
         files.history_json.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -412,13 +422,13 @@ fn run_evaluate(
         Part::Validation => split_training(&dir, validation)?.0,
         Part::Train => split_training(&dir, validation)?.1,
     };
-    let (loss, accuracy) = train::evaluate(&mut net, &images, 500)?;
-    println!(
+    let (loss, accuracy) = train::evaluate(&mut net, &images, train::EVAL_BATCH)?;
+    say!(
         "{} on {} images of {}: loss {loss:.4}, accuracy {accuracy:.4}",
         architecture.name(),
         images.len(),
         dir.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -428,41 +438,45 @@ fn models(model: Option<Model>, default: &[Architecture]) -> Vec<Architecture> {
 
 fn print_shapes(architecture: Architecture) -> Result<()> {
     let summary = architecture.build::<f32>(Init::PyTorch, 0)?.summary()?;
-    println!("{}", summary.name);
-    println!(
+    say!("{}", summary.name)?;
+    say!(
         "{:<6} {:<10} {:>11} {:>11} {:>11}",
-        "layer", "kind", "C×H×W", "params", "field/jump"
-    );
+        "layer",
+        "kind",
+        "C×H×W",
+        "params",
+        "field/jump"
+    )?;
     let shape = |s: &[usize]| s.iter().map(usize::to_string).collect::<Vec<_>>().join("×");
-    println!(
+    say!(
         "{:<6} {:<10} {:>11} {:>11} {:>11}",
         "input",
         "",
         shape(&summary.input),
         "",
         "1/1"
-    );
+    )?;
     for row in &summary.rows {
         let kind = row.layer.split('(').next().unwrap_or_default();
         let field = row
             .field
             .map_or_else(|| "all".to_string(), |f| format!("{}/{}", f.size, f.jump));
-        println!(
+        say!(
             "{:<6} {:<10} {:>11} {:>11} {:>11}",
             row.index,
             kind,
             shape(&row.output),
             thousands(row.params),
             field
-        );
+        )?;
     }
-    println!(
+    say!(
         "{:<6} {:<10} {:>11} {:>11}\n",
         "total",
         "",
         "",
         thousands(summary.total_params())
-    );
+    )?;
     Ok(())
 }
 
@@ -488,7 +502,7 @@ fn main() -> ExitCode {
             Command::Summary { model } => models(model, &Architecture::ALL)
                 .into_iter()
                 .try_for_each(|a| {
-                    println!("{}\n", a.build::<f32>(Init::PyTorch, 0)?.summary()?);
+                    say!("{}\n", a.build::<f32>(Init::PyTorch, 0)?.summary()?)?;
                     Ok(())
                 }),
             Command::Shapes { model } => models(

@@ -970,3 +970,35 @@ proptest! {
         agree("Adam f32", &one_step(&mut adam32, &p32, &g32, layout), &(&p32 - &moved32), &size, RTOL_F32)?;
     }
 }
+
+/// State that would sink below the smallest normal f32 is set to zero: a gradient of 1e-20
+/// leaves Adam's second moment at 0.001·1e-40 = 1e-43, a subnormal, so it is 0; the first moment,
+/// 0.1·1e-20, is normal and kept. A first moment whose gradient then stays zero decays by 0.9 a
+/// step and becomes exactly 0 once it would drop below 1.2e-38, rather than sticking at the
+/// smallest subnormal (0.9 times it rounds back to it).
+#[test]
+fn subnormal_state_is_flushed_to_zero() {
+    let mut adam = Adam::<f32>::new(AdamOptions::default()).unwrap();
+    let mut value = ArrayD::<f32>::zeros(IxDyn(&[2]));
+    let step = |adam: &mut Adam<f32>, value: &mut ArrayD<f32>, g: [f32; 2]| {
+        let grad = ArrayD::from_shape_vec(IxDyn(&[2]), g.to_vec()).unwrap();
+        let mut params = [Param {
+            name: "w",
+            value: value.view_mut(),
+            grad: grad.view(),
+        }];
+        adam.step(&mut params).unwrap();
+    };
+    step(&mut adam, &mut value, [1e-20, 1.0]);
+    let state: BTreeMap<String, ArrayD<f32>> = adam.state().into_iter().collect();
+    assert_eq!(state["w.exp_avg_sq"][0], 0.0);
+    assert!(state["w.exp_avg_sq"][1] > 0.0);
+    assert_eq!(state["w.exp_avg"][0], 0.1f32 * 1e-20);
+    for _ in 0..2000 {
+        step(&mut adam, &mut value, [0.0, 1.0]);
+    }
+    let state: BTreeMap<String, ArrayD<f32>> = adam.state().into_iter().collect();
+    assert_eq!(state["w.exp_avg"][0], 0.0);
+    assert!(state["w.exp_avg"][1] > 0.5);
+    assert!(value.iter().all(|v| v.is_finite()));
+}

@@ -39,27 +39,37 @@ fn adam() -> Adam<f32> {
     Adam::new(AdamOptions::default().lr(1e-3)).unwrap()
 }
 
-/// Train the course CNN on `n` images for `config.epochs` epochs into `dir`.
-fn run(dir: &Path, n: usize, config: &TrainConfig) -> (Sequential<f32>, History) {
+/// Train `model` with `optimizer` on `n` images, carrying `history` on, writing into `dir`.
+fn fit_on(
+    model: &mut Sequential<f32>,
+    optimizer: &mut dyn Optimizer<f32>,
+    n: usize,
+    config: &TrainConfig,
+    history: &mut History,
+    dir: &Path,
+) -> convlab::Result<()> {
     let (train_set, valid) = slices(n);
-    let mut model: Sequential<f32> = Architecture::FashionMnistCnn
-        .build(Init::PyTorch, 3)
-        .unwrap();
-    let mut optimizer = adam();
-    let mut history = History::new(1e-3);
     let files = RunFiles::in_dir(dir);
     train::fit(
-        &mut model,
-        &mut optimizer,
+        model,
+        optimizer,
         "fashion-mnist-cnn",
         &train_set,
         &valid,
         config,
-        &mut history,
+        history,
         Some(&files),
         &mut |_| {},
     )
-    .unwrap();
+}
+
+/// Train the course CNN on `n` images for `config.epochs` epochs into `dir`.
+fn run(dir: &Path, n: usize, config: &TrainConfig) -> (Sequential<f32>, History) {
+    let mut model: Sequential<f32> = Architecture::FashionMnistCnn
+        .build(Init::PyTorch, 3)
+        .unwrap();
+    let mut history = History::new(1e-3);
+    fit_on(&mut model, &mut adam(), n, config, &mut history, dir).unwrap();
     (model, history)
 }
 
@@ -116,17 +126,13 @@ fn resume_continues_exactly() {
     let mut optimizer = adam();
     optimizer.load_state(saved.optimizer).unwrap();
     let mut history = saved.history;
-    let (train_set, valid) = slices(96);
-    train::fit(
+    fit_on(
         &mut model,
         &mut optimizer,
-        "fashion-mnist-cnn",
-        &train_set,
-        &valid,
+        96,
         &quiet(2),
         &mut history,
-        Some(&files),
-        &mut |_| {},
+        split.path(),
     )
     .unwrap();
     assert_eq!(without_times(&history), without_times(&h_straight));
@@ -138,7 +144,7 @@ fn resume_continues_exactly() {
 #[test]
 fn early_stopping_restores_the_best_weights_and_step_decay_scales_the_rate() {
     let dir = tempfile::tempdir().unwrap();
-    let (train_set, valid) = slices(64);
+    let (_, valid) = slices(64);
     let mut model: Sequential<f32> = Architecture::FashionMnistCnn
         .build(Init::PyTorch, 3)
         .unwrap();
@@ -152,16 +158,13 @@ fn early_stopping_restores_the_best_weights_and_step_decay_scales_the_rate() {
         ..quiet(12)
     };
     let files = RunFiles::in_dir(dir.path());
-    let result = train::fit(
+    let result = fit_on(
         &mut model,
         &mut optimizer,
-        "fashion-mnist-cnn",
-        &train_set,
-        &valid,
+        64,
         &config,
         &mut history,
-        Some(&files),
-        &mut |_| {},
+        dir.path(),
     );
     if let Err(e) = &result {
         // Divergence is reported as an error naming the epoch, never as NaN weights.
@@ -179,7 +182,7 @@ fn early_stopping_restores_the_best_weights_and_step_decay_scales_the_rate() {
     } else {
         assert_eq!(last.epoch, 12);
     }
-    let (val_loss, _) = train::evaluate(&mut model, &valid, 500).unwrap();
+    let (val_loss, _) = train::evaluate(&mut model, &valid, train::EVAL_BATCH).unwrap();
     assert_eq!(val_loss, best.val_loss);
     let mut saved: Sequential<f32> = Architecture::FashionMnistCnn
         .build(Init::PyTorch, 0)

@@ -405,102 +405,70 @@ impl<T: Scalar> Layer<T> for ReLU<T> {
     }
 }
 
-/// `σ(x) = 1 / (1 + e^(−x))` element-wise ([`crate::activation::sigmoid`]), the last layer of a
-/// Keras binary classifier.
-#[derive(Debug, Clone, Default)]
-pub struct Sigmoid<T> {
-    output: Option<ArrayD<T>>,
+/// A layer that applies an activation and keeps its output, from which its backward pass
+/// computes the gradient.
+macro_rules! output_activation {
+    ($(#[$doc:meta])* $name:ident, $repr:literal,
+     |$x:ident| $forward:expr, |$y:ident, $g:ident| $backward:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default)]
+        pub struct $name<T> {
+            output: Option<ArrayD<T>>,
+        }
+
+        impl<T: Scalar> $name<T> {
+            /// The layer.
+            pub fn new() -> Self {
+                $name { output: None }
+            }
+        }
+
+        impl<T: Scalar> Layer<T> for $name<T> {
+            fn describe(&self) -> String {
+                $repr.into()
+            }
+            fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+                Ok(input.to_vec())
+            }
+            fn forward(&mut self, $x: ArrayD<T>, mode: Mode, _kernels: Kernels) -> Result<ArrayD<T>> {
+                let y: ArrayD<T> = $forward;
+                self.output = matches!(mode, Mode::Train { .. }).then(|| y.clone());
+                Ok(y)
+            }
+            fn backward(&mut self, $g: ArrayD<T>, _kernels: Kernels) -> Result<ArrayD<T>> {
+                let $y = cached(stringify!($name), &self.output)?;
+                $backward
+            }
+        }
+    };
 }
 
-impl<T: Scalar> Sigmoid<T> {
-    /// The layer.
-    pub fn new() -> Self {
-        Sigmoid { output: None }
-    }
-}
+output_activation!(
+    /// `σ(x) = 1 / (1 + e^(−x))` element-wise ([`crate::activation::sigmoid`]), the last layer of
+    /// a Keras binary classifier.
+    Sigmoid,
+    "Sigmoid()",
+    |x| activation::sigmoid(x.view()),
+    |y, g| activation::sigmoid_backward(y.view(), g.view())
+);
 
-impl<T: Scalar> Layer<T> for Sigmoid<T> {
-    fn describe(&self) -> String {
-        "Sigmoid()".into()
-    }
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        Ok(input.to_vec())
-    }
-    fn forward(&mut self, x: ArrayD<T>, mode: Mode, _kernels: Kernels) -> Result<ArrayD<T>> {
-        let y = activation::sigmoid(x.view());
-        self.output = matches!(mode, Mode::Train { .. }).then(|| y.clone());
-        Ok(y)
-    }
-    fn backward(&mut self, grad_out: ArrayD<T>, _kernels: Kernels) -> Result<ArrayD<T>> {
-        activation::sigmoid_backward(cached("Sigmoid", &self.output)?.view(), grad_out.view())
-    }
-}
+output_activation!(
+    /// Softmax over the class axis (`dim=1`), the last layer of a Keras classifier
+    /// ([`crate::activation::softmax`]).
+    Softmax,
+    "Softmax(dim=1)",
+    |x| activation::softmax(x.view(), 1)?,
+    |y, g| activation::softmax_backward(y.view(), g.view(), 1)
+);
 
-/// Softmax over the class axis (`dim=1`), the last layer of a Keras classifier
-/// ([`crate::activation::softmax`]).
-#[derive(Debug, Clone, Default)]
-pub struct Softmax<T> {
-    output: Option<ArrayD<T>>,
-}
-
-impl<T: Scalar> Softmax<T> {
-    /// The layer.
-    pub fn new() -> Self {
-        Softmax { output: None }
-    }
-}
-
-impl<T: Scalar> Layer<T> for Softmax<T> {
-    fn describe(&self) -> String {
-        "Softmax(dim=1)".into()
-    }
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        Ok(input.to_vec())
-    }
-    fn forward(&mut self, x: ArrayD<T>, mode: Mode, _kernels: Kernels) -> Result<ArrayD<T>> {
-        let y = activation::softmax(x.view(), 1)?;
-        self.output = matches!(mode, Mode::Train { .. }).then(|| y.clone());
-        Ok(y)
-    }
-    fn backward(&mut self, grad_out: ArrayD<T>, _kernels: Kernels) -> Result<ArrayD<T>> {
-        activation::softmax_backward(cached("Softmax", &self.output)?.view(), grad_out.view(), 1)
-    }
-}
-
-/// Log-softmax over the class axis (`dim=1`), for a model trained with the negative
-/// log-likelihood ([`crate::activation::log_softmax`]).
-#[derive(Debug, Clone, Default)]
-pub struct LogSoftmax<T> {
-    output: Option<ArrayD<T>>,
-}
-
-impl<T: Scalar> LogSoftmax<T> {
-    /// The layer.
-    pub fn new() -> Self {
-        LogSoftmax { output: None }
-    }
-}
-
-impl<T: Scalar> Layer<T> for LogSoftmax<T> {
-    fn describe(&self) -> String {
-        "LogSoftmax(dim=1)".into()
-    }
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        Ok(input.to_vec())
-    }
-    fn forward(&mut self, x: ArrayD<T>, mode: Mode, _kernels: Kernels) -> Result<ArrayD<T>> {
-        let y = activation::log_softmax(x.view(), 1)?;
-        self.output = matches!(mode, Mode::Train { .. }).then(|| y.clone());
-        Ok(y)
-    }
-    fn backward(&mut self, grad_out: ArrayD<T>, _kernels: Kernels) -> Result<ArrayD<T>> {
-        activation::log_softmax_backward(
-            cached("LogSoftmax", &self.output)?.view(),
-            grad_out.view(),
-            1,
-        )
-    }
-}
+output_activation!(
+    /// Log-softmax over the class axis (`dim=1`), for a model trained with the negative
+    /// log-likelihood ([`crate::activation::log_softmax`]).
+    LogSoftmax,
+    "LogSoftmax(dim=1)",
+    |x| activation::log_softmax(x.view(), 1)?,
+    |y, g| activation::log_softmax_backward(y.view(), g.view(), 1)
+);
 
 // ---------------------------------------------------------------- pooling
 

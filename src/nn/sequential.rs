@@ -6,7 +6,7 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{Init, Kernels, Layer, Mode, Param};
+use super::{Init, Kernels, Layer, Mode, Param, Tensor};
 use crate::error::{Error, Result};
 use crate::gemm::Scalar;
 use crate::shape::Field;
@@ -185,21 +185,16 @@ impl<T: Scalar> Sequential<T> {
 
     /// Every parameter by its `state_dict` name, in order.
     pub fn state_dict(&self) -> Vec<(&str, ArrayViewD<'_, T>)> {
-        self.layers
-            .iter()
-            .zip(&self.names)
-            .flat_map(|(layer, names)| {
-                layer
-                    .parameters()
-                    .into_iter()
-                    .zip(names)
-                    .map(|((_, t), name)| (name.as_str(), t.value.view()))
-            })
-            .collect()
+        self.named(|t| &t.value)
     }
 
     /// The gradient of every parameter by its `state_dict` name, in order.
     pub fn gradients(&self) -> Vec<(&str, ArrayViewD<'_, T>)> {
+        self.named(|t| &t.grad)
+    }
+
+    /// One array of every parameter, by the parameter's name, in order.
+    fn named(&self, pick: fn(&Tensor<T>) -> &ArrayD<T>) -> Vec<(&str, ArrayViewD<'_, T>)> {
         self.layers
             .iter()
             .zip(&self.names)
@@ -208,7 +203,7 @@ impl<T: Scalar> Sequential<T> {
                     .parameters()
                     .into_iter()
                     .zip(names)
-                    .map(|((_, t), name)| (name.as_str(), t.grad.view()))
+                    .map(move |((_, t), name)| (name.as_str(), pick(t).view()))
             })
             .collect()
     }
