@@ -44,6 +44,39 @@ fn cached<'a, U>(layer: &str, cache: &'a Option<U>) -> Result<&'a U> {
     })
 }
 
+/// A bias as the kernels take it.
+fn bias_view<T: Scalar>(bias: &Option<Tensor<T>>) -> Option<ndarray::ArrayView1<'_, T>> {
+    bias.as_ref().map(|b| {
+        b.value
+            .view()
+            .into_dimensionality::<Ix1>()
+            .expect("a bias has rank 1")
+    })
+}
+
+/// A weight and an optional bias, mutable, by their local names.
+fn weight_and_bias_mut<'a, T>(
+    weight: &'a mut Tensor<T>,
+    bias: &'a mut Option<Tensor<T>>,
+) -> Vec<(&'static str, &'a mut Tensor<T>)> {
+    let mut p = vec![("weight", weight)];
+    p.extend(bias.as_mut().map(|b| ("bias", b)));
+    p
+}
+
+/// Add a backward pass's gradients to a weight's and a bias's.
+fn accumulate<T: Scalar>(
+    weight: &mut Tensor<T>,
+    bias: &mut Option<Tensor<T>>,
+    grad_weight: ArrayD<T>,
+    grad_bias: ArrayD<T>,
+) {
+    weight.grad += &grad_weight;
+    if let Some(b) = bias {
+        b.grad += &grad_bias;
+    }
+}
+
 fn padding_repr(p: Padding) -> String {
     match p {
         Padding::Explicit(p) => p.to_string(),
@@ -188,12 +221,7 @@ impl<T: Scalar> Layer<T> for Conv2d<T> {
 
     fn forward(&mut self, x: ArrayD<T>, mode: Mode, kernels: Kernels) -> Result<ArrayD<T>> {
         let x = rank4("Conv2d", x)?;
-        let b = self.bias.as_ref().map(|b| {
-            b.value
-                .view()
-                .into_dimensionality::<Ix1>()
-                .expect("a bias has rank 1")
-        });
+        let b = bias_view(&self.bias);
         let y = match kernels {
             Kernels::Fast => conv_fast::conv2d(x.view(), self.weight4(), b, self.params)?,
             Kernels::Naive => conv_naive::conv2d(x.view(), self.weight4(), b, self.params)?,
@@ -213,23 +241,23 @@ impl<T: Scalar> Layer<T> for Conv2d<T> {
                 conv_naive::conv2d_backward(x.view(), self.weight4(), g.view(), self.params)?
             }
         };
-        self.weight.grad += &grads.weight.into_dyn();
-        if let Some(b) = &mut self.bias {
-            b.grad += &grads.bias.into_dyn();
-        }
+        accumulate(
+            &mut self.weight,
+            &mut self.bias,
+            grads.weight.into_dyn(),
+            grads.bias.into_dyn(),
+        );
         Ok(grads.input.into_dyn())
     }
 
     fn parameters(&self) -> Vec<(&'static str, &Tensor<T>)> {
         let mut p = vec![("weight", &self.weight)];
-        p.extend(self.bias.iter().map(|b| ("bias", b)));
+        p.extend(self.bias.as_ref().map(|b| ("bias", b)));
         p
     }
 
     fn parameters_mut(&mut self) -> Vec<(&'static str, &mut Tensor<T>)> {
-        let mut p = vec![("weight", &mut self.weight)];
-        p.extend(self.bias.iter_mut().map(|b| ("bias", b)));
-        p
+        weight_and_bias_mut(&mut self.weight, &mut self.bias)
     }
 
     fn window(&self) -> Option<Window> {
@@ -326,12 +354,7 @@ impl<T: Scalar> Layer<T> for Linear<T> {
 
     fn forward(&mut self, x: ArrayD<T>, mode: Mode, _kernels: Kernels) -> Result<ArrayD<T>> {
         let x = rank2("Linear", x)?;
-        let b = self.bias.as_ref().map(|b| {
-            b.value
-                .view()
-                .into_dimensionality::<Ix1>()
-                .expect("a bias has rank 1")
-        });
+        let b = bias_view(&self.bias);
         let y = linear(x.view(), self.weight2(), b)?;
         self.input = matches!(mode, Mode::Train { .. }).then_some(x);
         Ok(y.into_dyn())
@@ -341,23 +364,23 @@ impl<T: Scalar> Layer<T> for Linear<T> {
         let x = cached("Linear", &self.input)?;
         let g = rank2("Linear backward", grad_out)?;
         let grads = linear_backward(x.view(), self.weight2(), g.view())?;
-        self.weight.grad += &grads.weight.into_dyn();
-        if let Some(b) = &mut self.bias {
-            b.grad += &grads.bias.into_dyn();
-        }
+        accumulate(
+            &mut self.weight,
+            &mut self.bias,
+            grads.weight.into_dyn(),
+            grads.bias.into_dyn(),
+        );
         Ok(grads.input.into_dyn())
     }
 
     fn parameters(&self) -> Vec<(&'static str, &Tensor<T>)> {
         let mut p = vec![("weight", &self.weight)];
-        p.extend(self.bias.iter().map(|b| ("bias", b)));
+        p.extend(self.bias.as_ref().map(|b| ("bias", b)));
         p
     }
 
     fn parameters_mut(&mut self) -> Vec<(&'static str, &mut Tensor<T>)> {
-        let mut p = vec![("weight", &mut self.weight)];
-        p.extend(self.bias.iter_mut().map(|b| ("bias", b)));
-        p
+        weight_and_bias_mut(&mut self.weight, &mut self.bias)
     }
 
     fn connects_everything(&self) -> bool {
