@@ -54,6 +54,16 @@ fn bias_view<T: Scalar>(bias: &Option<Tensor<T>>) -> Option<ndarray::ArrayView1<
     })
 }
 
+/// A weight and an optional bias by their local names.
+fn weight_and_bias<'a, T>(
+    weight: &'a Tensor<T>,
+    bias: &'a Option<Tensor<T>>,
+) -> Vec<(&'static str, &'a Tensor<T>)> {
+    let mut p = vec![("weight", weight)];
+    p.extend(bias.as_ref().map(|b| ("bias", b)));
+    p
+}
+
 /// A weight and an optional bias, mutable, by their local names.
 fn weight_and_bias_mut<'a, T>(
     weight: &'a mut Tensor<T>,
@@ -251,9 +261,7 @@ impl<T: Scalar> Layer<T> for Conv2d<T> {
     }
 
     fn parameters(&self) -> Vec<(&'static str, &Tensor<T>)> {
-        let mut p = vec![("weight", &self.weight)];
-        p.extend(self.bias.as_ref().map(|b| ("bias", b)));
-        p
+        weight_and_bias(&self.weight, &self.bias)
     }
 
     fn parameters_mut(&mut self) -> Vec<(&'static str, &mut Tensor<T>)> {
@@ -374,9 +382,7 @@ impl<T: Scalar> Layer<T> for Linear<T> {
     }
 
     fn parameters(&self) -> Vec<(&'static str, &Tensor<T>)> {
-        let mut p = vec![("weight", &self.weight)];
-        p.extend(self.bias.as_ref().map(|b| ("bias", b)));
-        p
+        weight_and_bias(&self.weight, &self.bias)
     }
 
     fn parameters_mut(&mut self) -> Vec<(&'static str, &mut Tensor<T>)> {

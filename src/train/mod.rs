@@ -72,7 +72,7 @@ pub fn evaluate<T: Scalar>(
     let (mut loss, mut correct) = (0.0, 0usize);
     for batch in Batches::<T>::new(data, params, 0)? {
         let logits = logits(model, batch.images.into_dyn(), Mode::Eval)?;
-        let (l, c) = loss_and_correct(&logits, &batch.labels)?;
+        let (l, c) = loss_and_correct(&logits, &class_targets(&batch.labels), &batch.labels)?;
         loss += l * batch.labels.len() as f64;
         correct += c;
     }
@@ -96,8 +96,11 @@ fn logits<T: Scalar>(model: &mut Sequential<T>, x: ArrayD<T>, mode: Mode) -> Res
 }
 
 /// The mean cross-entropy of `logits` `(N, C)` against `labels`, and how many are right.
-fn loss_and_correct<T: Scalar>(logits: &ArrayD<T>, labels: &[usize]) -> Result<(f64, usize)> {
-    let targets = class_targets(labels);
+fn loss_and_correct<T: Scalar>(
+    logits: &ArrayD<T>,
+    targets: &ArrayD<i64>,
+    labels: &[usize],
+) -> Result<(f64, usize)> {
     let loss = cross_entropy(
         logits.view(),
         Target::Classes(targets.view()),
@@ -150,8 +153,8 @@ pub fn train_step<T: Scalar>(
     let end = logit_layers(model);
     model.zero_grad();
     let logits = model.forward_layers(images, Mode::Train { step }, end)?;
-    let (loss, correct) = loss_and_correct(&logits, labels)?;
     let targets = class_targets(labels);
+    let (loss, correct) = loss_and_correct(&logits, &targets, labels)?;
     let grad = cross_entropy_backward(
         logits.view(),
         Target::Classes(targets.view()),
