@@ -52,6 +52,9 @@ pub enum Error {
         /// What was wrong and what was expected.
         reason: String,
     },
+    /// A figure could not be drawn or encoded.
+    #[error("figure: {0}")]
+    Plot(String),
 }
 
 /// `Result` with the crate's [`Error`].

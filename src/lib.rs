@@ -31,6 +31,7 @@ pub mod im2col;
 pub mod linear;
 pub mod loss;
 pub mod nn;
+pub mod plot;
 pub mod pool;
 pub mod shape;
 pub mod train;
