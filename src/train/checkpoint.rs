@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
 use crate::gemm::Scalar;
@@ -15,6 +15,19 @@ use crate::nn::NamedTensors;
 /// file beside it, flushed to disk, then renamed over `path`. On failure the temporary file is
 /// removed and `path` is left as it was.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically_with(path, |tmp| {
+        let mut f = std::fs::File::create(tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    })
+}
+
+/// [`write_atomically`] for a writer that creates the temporary file itself: `write` makes the
+/// file at the path it is given, which is then flushed to disk and renamed over `path`.
+fn write_atomically_with(
+    path: &Path,
+    write: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -27,12 +40,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         name.to_string_lossy(),
         std::process::id()
     ));
-    let written = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
+    let written = write(&tmp)
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
     written.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         Error::file(path, format!("cannot write: {e}"))
@@ -60,37 +70,42 @@ fn bytes_of<T: Scalar>(values: &ArrayViewD<T>) -> Vec<u8> {
     out
 }
 
-/// Serialise named tensors and string metadata as safetensors, the format of
-/// `safetensors.torch.save_file`.
-pub fn to_safetensors<T: Scalar>(
-    tensors: &[(String, ArrayViewD<T>)],
-    metadata: HashMap<String, String>,
-) -> Result<Vec<u8>> {
-    let data: Vec<(Vec<u8>, Vec<usize>)> = tensors
-        .iter()
-        .map(|(_, t)| (bytes_of(t), t.shape().to_vec()))
-        .collect();
-    let views = tensors
-        .iter()
-        .zip(&data)
-        .map(|((name, _), (bytes, shape))| {
-            TensorView::new(dtype_of::<T>(), shape.clone(), bytes)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| Error::shape("safetensors", format!("tensor {name}: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let metadata = (!metadata.is_empty()).then_some(metadata);
-    safetensors::tensor::serialize(views, metadata)
-        .map_err(|e| Error::shape("safetensors", e.to_string()))
-}
-
-/// Save named tensors to `path` atomically.
+/// Save named tensors to `path` atomically. The file is written a tensor at a time, so saving
+/// needs no more memory than the largest tensor's bytes.
 pub fn save<T: Scalar>(
     path: &Path,
     tensors: &[(String, ArrayViewD<T>)],
     metadata: HashMap<String, String>,
 ) -> Result<()> {
-    write_atomically(path, &to_safetensors(tensors, metadata)?)
+    let views: Vec<(&str, Tensor<'_, T>)> = tensors
+        .iter()
+        .map(|(name, t)| (name.as_str(), Tensor(t.view())))
+        .collect();
+    let metadata = (!metadata.is_empty()).then_some(metadata);
+    write_atomically_with(path, |tmp| {
+        safetensors::serialize_to_file(views, metadata, tmp).map_err(std::io::Error::other)
+    })
+}
+
+/// A tensor as safetensors sees it: its bytes are made when the file is written.
+struct Tensor<'a, T>(ArrayViewD<'a, T>);
+
+impl<T: Scalar> safetensors::View for Tensor<'_, T> {
+    fn dtype(&self) -> Dtype {
+        dtype_of::<T>()
+    }
+
+    fn shape(&self) -> &[usize] {
+        self.0.shape()
+    }
+
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Owned(bytes_of(&self.0))
+    }
+
+    fn data_len(&self) -> usize {
+        self.0.len() * std::mem::size_of::<T>()
+    }
 }
 
 /// The tensors of a safetensors file in `T` (F32 and F64 are read; an F64 file read as f32 is

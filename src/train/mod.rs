@@ -428,7 +428,7 @@ pub fn save_resume<T: Scalar>(
     history: &History,
     path: &Path,
 ) -> Result<()> {
-    let state = optimizer.state();
+    let state = optimizer.state_views();
     let mut tensors: Vec<(String, ndarray::ArrayViewD<T>)> = model
         .state_dict()
         .into_iter()
