@@ -256,7 +256,16 @@ pub trait Optimizer<T: Scalar> {
     /// Everything needed to resume, as `(name, tensor)` pairs: PyTorch's state keys after the
     /// parameter's name (`"0.weight.exp_avg"`), step counts as 0-d tensors. Parameters in name
     /// order, each one's entries in PyTorch's order.
-    fn state(&self) -> Vec<(String, ArrayD<T>)>;
+    fn state(&self) -> Vec<(String, ArrayD<T>)> {
+        self.state_views()
+            .into_iter()
+            .map(|(name, t)| (name, t.into_owned()))
+            .collect()
+    }
+
+    /// [`state`](Optimizer::state) without copying the tensors the optimizer keeps (what a
+    /// checkpoint writes from).
+    fn state_views(&self) -> Vec<(String, CowArray<'_, T, IxDyn>)>;
 
     /// Replace the whole state with `state`, as [`state`](Optimizer::state) wrote it. `Err`
     /// naming the entry, with the state unchanged, if a name is not one this optimizer keeps with
@@ -328,15 +337,19 @@ fn add_<T: Scalar, S: DataMut<Elem = T>>(a: &mut ArrayBase<S, IxDyn>, b: &ArrayV
 /// `a + w·(end − a)` for `|w| < 0.5` and `end − (1 − w)·(end − a)` otherwise, each with one
 /// fused multiply-add.
 fn lerp_<T: Scalar>(a: &mut ArrayD<T>, end: &ArrayViewD<T>, w: T) {
-    let half = cast::<T>(0.5);
-    Zip::from(a).and(end).for_each(|a, &end| {
-        let diff = end - *a;
-        *a = if w.abs() < half {
-            w.mul_add(diff, *a)
-        } else {
-            (w - T::one()).mul_add(diff, end)
-        };
-    });
+    Zip::from(a)
+        .and(end)
+        .for_each(|a, &end| *a = lerp(*a, end, w));
+}
+
+/// One element of [`lerp_`].
+fn lerp<T: Scalar>(a: T, end: T, w: T) -> T {
+    let diff = end - a;
+    if w.abs() < cast::<T>(0.5) {
+        w.mul_add(diff, a)
+    } else {
+        (w - T::one()).mul_add(diff, end)
+    }
 }
 
 /// `a.addcmul_(t1, t2, value=value)`: `a ← a + value·t1·t2`, the last product and the sum fused.
@@ -370,8 +383,16 @@ fn addcdiv_<T: Scalar, S: DataMut<Elem = T>>(
 /// layer slowed its training by half after the first epoch. Flushing changes no update by more
 /// than a subnormal amount.
 fn flush_subnormal_<T: Scalar>(a: &mut ArrayD<T>) {
-    let smallest = T::min_positive_value();
-    a.mapv_inplace(|x| if x.abs() < smallest { T::zero() } else { x });
+    a.mapv_inplace(flush_subnormal);
+}
+
+/// One element of [`flush_subnormal_`].
+fn flush_subnormal<T: Scalar>(x: T) -> T {
+    if x.abs() < T::min_positive_value() {
+        T::zero()
+    } else {
+        x
+    }
 }
 
 /// `torch.maximum`: the larger, or NaN if either is NaN.
@@ -771,10 +792,10 @@ impl<T: Scalar> Optimizer<T> for Sgd<T> {
         self.options.lr = lr;
     }
 
-    fn state(&self) -> Vec<(String, ArrayD<T>)> {
+    fn state_views(&self) -> Vec<(String, CowArray<'_, T, IxDyn>)> {
         self.momentum_buffer
             .iter()
-            .map(|(name, buf)| (format!("{name}.momentum_buffer"), buf.clone()))
+            .map(|(name, buf)| (format!("{name}.momentum_buffer"), buf.view().into()))
             .collect()
     }
 
@@ -915,6 +936,114 @@ struct AdamState<T> {
     max_exp_avg_sq: Option<ArrayD<T>>,
 }
 
+/// How weight decay enters Adam's step.
+#[derive(Debug, Clone, Copy)]
+enum Decay<T> {
+    /// Adam's: `grad ← grad + λ·θ`.
+    L2(T),
+    /// AdamW's: `θ ← θ·(1 − lr·λ)` before the step.
+    Decoupled(T),
+}
+
+/// One Adam step's constants, applied element by element. PyTorch's sequence of tensor
+/// operations — decay, `exp_avg.lerp_(grad, 1 − β₁)`, `exp_avg_sq.mul_(β₂).addcmul_(grad, grad,
+/// 1 − β₂)`, the flush of subnormals, AMSGrad's maximum, `denom = (v.sqrt() / c₂).add_(ε)` and
+/// `param.addcdiv_(exp_avg, denom, −step_size)` — done in one pass: each element's arithmetic is
+/// the same, so the result is too, and no temporary tensor is made.
+#[derive(Debug, Clone, Copy)]
+struct AdamRule<T> {
+    decay: Option<Decay<T>>,
+    w1: T,
+    beta2: T,
+    w2: T,
+    c2: T,
+    eps: T,
+    value: T,
+}
+
+impl<T: Scalar> AdamRule<T> {
+    #[inline(always)]
+    fn element(&self, theta: &mut T, g: T, m: &mut T, v: &mut T, max: Option<&mut T>) {
+        let g = match self.decay {
+            None => g,
+            Some(Decay::L2(decay)) => decay.mul_add(*theta, g),
+            Some(Decay::Decoupled(shrink)) => {
+                *theta *= shrink;
+                g
+            }
+        };
+        *m = flush_subnormal(lerp(*m, g, self.w1));
+        *v = flush_subnormal((self.w2 * g).mul_add(g, *v * self.beta2));
+        let second = match max {
+            Some(max) => {
+                *max = maximum(*max, *v);
+                *max
+            }
+            None => *v,
+        };
+        let denom = second.sqrt() / self.c2 + self.eps;
+        *theta += self.value * *m / denom;
+    }
+
+    #[inline(always)]
+    fn run(&self, theta: &mut [T], g: &[T], m: &mut [T], v: &mut [T], max: Option<&mut [T]>) {
+        match max {
+            None => {
+                for (((t, &g), m), v) in theta.iter_mut().zip(g).zip(m).zip(v) {
+                    self.element(t, g, m, v, None);
+                }
+            }
+            Some(max) => {
+                for ((((t, &g), m), v), x) in theta.iter_mut().zip(g).zip(m).zip(v).zip(max) {
+                    self.element(t, g, m, v, Some(x));
+                }
+            }
+        }
+    }
+
+    /// [`run`](Self::run) compiled for processors with fused multiply-add, where `mul_add` is
+    /// one instruction instead of a call to the C library's `fma` (the results are the same:
+    /// both round once).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "fma")]
+    fn run_fma(&self, theta: &mut [T], g: &[T], m: &mut [T], v: &mut [T], max: Option<&mut [T]>) {
+        self.run(theta, g, m, v, max)
+    }
+
+    /// The step over contiguous slices, in chunks spread over the rayon pool (element-wise, so
+    /// the result does not depend on the number of threads).
+    fn apply_slices(
+        &self,
+        theta: &mut [T],
+        g: &[T],
+        m: &mut [T],
+        v: &mut [T],
+        max: Option<&mut [T]>,
+    ) {
+        use rayon::prelude::*;
+        let chunk = |theta: &mut [T], g: &[T], m: &mut [T], v: &mut [T], max: Option<&mut [T]>| {
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("fma") {
+                // SAFETY: the processor supports FMA, checked just above.
+                return unsafe { self.run_fma(theta, g, m, v, max) };
+            }
+            self.run(theta, g, m, v, max)
+        };
+        const CHUNK: usize = 1 << 14;
+        let chunks = theta
+            .par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK));
+        match max {
+            None => chunks.for_each(|(((t, g), m), v)| chunk(t, g, m, v, None)),
+            Some(max) => chunks
+                .zip(max.par_chunks_mut(CHUNK))
+                .for_each(|((((t, g), m), v), x)| chunk(t, g, m, v, Some(x))),
+        }
+    }
+}
+
 /// Adam and AdamW: the same rule, the weight decay added to the gradient or applied apart.
 #[derive(Debug, Clone)]
 struct AdamCore<T> {
@@ -970,22 +1099,6 @@ impl<T: Scalar> AdamCore<T> {
             });
         st.step += 1;
 
-        let grad = if self.decoupled {
-            if weight_decay != 0.0 {
-                mul_(&mut param.value, cast(1.0 - lr * weight_decay));
-            }
-            CowArray::from(param.grad.view())
-        } else {
-            decayed_grad(param.grad.view(), param.value.view(), weight_decay)
-        };
-        let grad = grad.view();
-
-        lerp_(&mut st.exp_avg, &grad, cast(1.0 - beta1));
-        mul_(&mut st.exp_avg_sq, cast(beta2));
-        addcmul_(&mut st.exp_avg_sq, &grad, &grad, cast(1.0 - beta2));
-        flush_subnormal_(&mut st.exp_avg);
-        flush_subnormal_(&mut st.exp_avg_sq);
-
         let step = st.step as f64;
         let bias_correction1 = 1.0 - beta1.powf(step);
         let bias_correction2 = 1.0 - beta2.powf(step);
@@ -994,33 +1107,63 @@ impl<T: Scalar> AdamCore<T> {
         // `sqrt` in the last bit, and the compiler would turn a constant 0.5 into `sqrt`.
         let bias_correction2_sqrt = bias_correction2.powf(std::hint::black_box(0.5));
 
-        let second = match &mut st.max_exp_avg_sq {
-            Some(max) => {
-                Zip::from(&mut *max)
-                    .and(&st.exp_avg_sq)
-                    .for_each(|m, &v| *m = maximum(*m, v));
-                &*max
-            }
-            None => &st.exp_avg_sq,
+        let rule = AdamRule {
+            decay: (weight_decay != 0.0).then_some(if self.decoupled {
+                Decay::Decoupled(cast(1.0 - lr * weight_decay))
+            } else {
+                Decay::L2(cast(weight_decay))
+            }),
+            w1: cast(1.0 - beta1),
+            beta2: cast(beta2),
+            w2: cast(1.0 - beta2),
+            c2: cast(bias_correction2_sqrt),
+            eps: cast(eps),
+            value: cast(-step_size),
         };
-        let (c2, eps) = (cast::<T>(bias_correction2_sqrt), cast::<T>(eps));
-        let denom = second.mapv(|v| v.sqrt() / c2 + eps);
-        addcdiv_(
-            &mut param.value,
-            &st.exp_avg.view(),
-            &denom.view(),
-            cast(-step_size),
+        let AdamState {
+            exp_avg,
+            exp_avg_sq,
+            max_exp_avg_sq,
+            ..
+        } = st;
+        let standard = param.value.is_standard_layout() && param.grad.is_standard_layout();
+        let slices = (
+            param.value.as_slice_mut().filter(|_| standard),
+            param.grad.as_slice().filter(|_| standard),
+            exp_avg.as_slice_mut(),
+            exp_avg_sq.as_slice_mut(),
+            max_exp_avg_sq.as_mut().map(|max| max.as_slice_mut()),
         );
+        match slices {
+            (Some(theta), Some(g), Some(m), Some(v), None) => {
+                rule.apply_slices(theta, g, m, v, None)
+            }
+            (Some(theta), Some(g), Some(m), Some(v), Some(Some(max))) => {
+                rule.apply_slices(theta, g, m, v, Some(max))
+            }
+            _ => {
+                let zip = Zip::from(&mut param.value)
+                    .and(&param.grad)
+                    .and(exp_avg)
+                    .and(exp_avg_sq);
+                match max_exp_avg_sq {
+                    Some(max) => zip
+                        .and(max)
+                        .for_each(|t, &g, m, v, x| rule.element(t, g, m, v, Some(x))),
+                    None => zip.for_each(|t, &g, m, v| rule.element(t, g, m, v, None)),
+                }
+            }
+        }
     }
 
-    fn state(&self) -> Vec<(String, ArrayD<T>)> {
+    fn state_views(&self) -> Vec<(String, CowArray<'_, T, IxDyn>)> {
         let mut out = Vec::new();
         for (name, st) in &self.state {
-            out.push((format!("{name}.step"), step_tensor(st.step)));
-            out.push((format!("{name}.exp_avg"), st.exp_avg.clone()));
-            out.push((format!("{name}.exp_avg_sq"), st.exp_avg_sq.clone()));
+            out.push((format!("{name}.step"), step_tensor(st.step).into()));
+            out.push((format!("{name}.exp_avg"), st.exp_avg.view().into()));
+            out.push((format!("{name}.exp_avg_sq"), st.exp_avg_sq.view().into()));
             if let Some(max) = &st.max_exp_avg_sq {
-                out.push((format!("{name}.max_exp_avg_sq"), max.clone()));
+                out.push((format!("{name}.max_exp_avg_sq"), max.view().into()));
             }
         }
         out
@@ -1082,8 +1225,8 @@ macro_rules! adam_optimizer {
             fn set_learning_rate(&mut self, lr: f64) {
                 self.core.options.lr = lr;
             }
-            fn state(&self) -> Vec<(String, ArrayD<T>)> {
-                self.core.state()
+            fn state_views(&self) -> Vec<(String, CowArray<'_, T, IxDyn>)> {
+                self.core.state_views()
             }
             fn load_state(&mut self, state: Vec<(String, ArrayD<T>)>) -> Result<()> {
                 self.core.load_state($name, state)
@@ -1339,16 +1482,16 @@ impl<T: Scalar> Optimizer<T> for RmsProp<T> {
         self.options.lr = lr;
     }
 
-    fn state(&self) -> Vec<(String, ArrayD<T>)> {
+    fn state_views(&self) -> Vec<(String, CowArray<'_, T, IxDyn>)> {
         let mut out = Vec::new();
         for (name, st) in &self.state {
-            out.push((format!("{name}.step"), step_tensor(st.step)));
-            out.push((format!("{name}.square_avg"), st.square_avg.clone()));
+            out.push((format!("{name}.step"), step_tensor(st.step).into()));
+            out.push((format!("{name}.square_avg"), st.square_avg.view().into()));
             if let Some(buf) = &st.momentum_buffer {
-                out.push((format!("{name}.momentum_buffer"), buf.clone()));
+                out.push((format!("{name}.momentum_buffer"), buf.view().into()));
             }
             if let Some(grad_avg) = &st.grad_avg {
-                out.push((format!("{name}.grad_avg"), grad_avg.clone()));
+                out.push((format!("{name}.grad_avg"), grad_avg.view().into()));
             }
         }
         out
