@@ -1,6 +1,8 @@
 //! The fully connected layer, PyTorch's `torch.nn.functional.linear`, and its backward pass
 //! (chapter 8): every output is a weighted sum of every input.
 
+use ndarray::linalg::general_mat_mul;
+use ndarray::parallel::prelude::*;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, NdFloat};
 
 use crate::error::{Error, Result};
@@ -13,7 +15,7 @@ pub fn linear<T: NdFloat>(
     b: Option<ArrayView1<T>>,
 ) -> Result<Array2<T>> {
     check(x.dim(), w.dim(), b.map(|b| b.len()))?;
-    let mut y = x.dot(&w.t());
+    let mut y = dot(x, w.t());
     if let Some(b) = b {
         y += &b;
     }
@@ -50,10 +52,24 @@ pub fn linear_backward<T: NdFloat>(
         ));
     }
     Ok(LinearGrads {
-        input: grad_out.dot(&w),
-        weight: grad_out.t().dot(&x),
+        input: dot(grad_out, w),
+        weight: dot(grad_out.t(), x),
         bias: grad_out.sum_axis(Axis(0)),
     })
+}
+
+/// Columns of the product computed as one task.
+const COLUMNS_PER_TASK: usize = 128;
+
+/// `a · b`, its columns in blocks of [`COLUMNS_PER_TASK`] spread over the rayon pool. Each
+/// element is the same dot product, summed in the same order, whatever the number of threads.
+fn dot<T: NdFloat>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
+    let mut c = Array2::zeros((a.nrows(), b.ncols()));
+    c.axis_chunks_iter_mut(Axis(1), COLUMNS_PER_TASK)
+        .into_par_iter()
+        .zip(b.axis_chunks_iter(Axis(1), COLUMNS_PER_TASK))
+        .for_each(|(mut c, b)| general_mat_mul(T::one(), &a, &b, T::zero(), &mut c));
+    c
 }
 
 fn check(x: (usize, usize), w: (usize, usize), bias: Option<usize>) -> Result<()> {
