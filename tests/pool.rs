@@ -487,3 +487,33 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(cases(128))]
+
+    /// 2×2 windows with stride 2, the pooling of most CNNs, which the fast kernel computes
+    /// directly: equal to naive, values and indices, with ties and NaNs, odd sizes (the last row
+    /// or column left out) and any layout.
+    #[test]
+    fn two_by_two_pooling_fast_equals_naive(
+        (n, c, h, w) in (1usize..3, 1usize..4, 2usize..12, 2usize..12),
+        values in proptest::collection::vec(0usize..5, 2 * 3 * 11 * 11),
+        layout in 0usize..3,
+        ceil in any::<bool>(),
+    ) {
+        // Values from {−1, 0, 1, 2, NaN}: many ties, and NaNs that must win.
+        let x = Array4::from_shape_fn((n, c, h, w), |(a, b, i, j)| {
+            match values[((a * 3 + b) * 11 + i) * 11 + j] {
+                4 => f64::NAN,
+                v => v as f64 - 1.0,
+            }
+        });
+        let p = Pool2dParams::new([2, 2]).ceil_mode(ceil);
+        let stored = Stored::new(&x, LAYOUTS[layout]);
+        let (e, ei) = naive::max_pool2d_with_indices(x.view(), p).unwrap();
+        let (g, gi) = fast::max_pool2d_with_indices(stored.view(), p).unwrap();
+        prop_assert_eq!(ei, gi);
+        // NaN ≠ NaN: compare the bits.
+        prop_assert_eq!(e.mapv(f64::to_bits), g.mapv(f64::to_bits));
+    }
+}

@@ -92,6 +92,7 @@ fn max_windows<T: NdFloat>(
     if n * c == 0 || oh * ow == 0 {
         return (out, index);
     }
+    let pairs = are_pairs(rows) && are_pairs(cols);
     let x = x.as_standard_layout();
     let x = x.as_slice().expect("a standard-layout array is one slice");
     let out_slice = out.as_slice_mut().expect("a new array is contiguous");
@@ -103,6 +104,10 @@ fn max_windows<T: NdFloat>(
         .for_each_init(
             || vec![(T::neg_infinity(), 0usize); h * ow],
             |line_max, ((y, idx), map)| {
+                if pairs {
+                    max_of_pairs(map, w, y, idx, ow);
+                    return;
+                }
                 for (line, maxima) in map.chunks_exact(w).zip(line_max.chunks_exact_mut(ow)) {
                     for (m, &col_taps) in maxima.iter_mut().zip(cols) {
                         *m = (T::neg_infinity(), col_taps.first);
@@ -134,6 +139,43 @@ fn max_windows<T: NdFloat>(
             },
         );
     (out, index)
+}
+
+/// Whether output `o` reads inputs `2o` and `2o + 1`, for every `o`: the 2×2, stride 2 pooling
+/// of most CNNs, which [`max_of_pairs`] computes directly.
+fn are_pairs(taps: &[Taps]) -> bool {
+    taps.iter()
+        .enumerate()
+        .all(|(o, t)| t.first == 2 * o && t.count == 2 && t.step == 1)
+}
+
+/// One map's max over the windows `{2i, 2i+1} × {2j, 2j+1}` (`map` has rows of `w`, `y` and `at`
+/// rows of `ow`), with [`max_windows`]'s rules: the four candidates in row-major order, a later
+/// one taken only if it is larger or NaN.
+fn max_of_pairs<T: NdFloat>(map: &[T], w: usize, y: &mut [T], at: &mut [usize], ow: usize) {
+    for (i, (y, at)) in y
+        .chunks_exact_mut(ow)
+        .zip(at.chunks_exact_mut(ow))
+        .enumerate()
+    {
+        let (top, bottom) = (&map[2 * i * w..][..w], &map[(2 * i + 1) * w..][..w]);
+        for (j, (y, at)) in y.iter_mut().zip(at.iter_mut()).enumerate() {
+            let s = 2 * j;
+            let candidates = [
+                (top[s], 2 * i * w + s),
+                (top[s + 1], 2 * i * w + s + 1),
+                (bottom[s], (2 * i + 1) * w + s),
+                (bottom[s + 1], (2 * i + 1) * w + s + 1),
+            ];
+            let (mut best, mut from) = (T::neg_infinity(), candidates[0].1);
+            for (v, k) in candidates {
+                if v > best || v.is_nan() {
+                    (best, from) = (v, k);
+                }
+            }
+            (*y, *at) = (best, from);
+        }
+    }
 }
 
 /// Sum over the windows `rows[i] × cols[j]` of every map, divided by `divisor(i, j)`; separable
