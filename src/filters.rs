@@ -85,21 +85,28 @@ const fn binomial_5x5(scale: f64, centre: f64) -> [[f64; 5]; 5] {
     k
 }
 
-/// A kernel with its names, for lists, figures and the command line.
+/// A square kernel with its names, for lists, figures and the command line. It is built from a
+/// `[[f64; N]; N]` array, so its weights always fill `N × N`.
+///
+/// ```
+/// use convlab::filters::NamedKernel;
+///
+/// const RIDGE: [[f64; 3]; 3] = [[-1., -1., -1.], [2., 2., 2.], [-1., -1., -1.]];
+/// const MINE: NamedKernel = NamedKernel::new("Horizontal ridge", "Cresta horizontal", &RIDGE);
+/// assert_eq!((MINE.size(), MINE.sum()), (3, 0.0));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NamedKernel {
-    /// Its English name, as figures label it.
-    pub name: &'static str,
-    /// Its name in the course's notes.
-    pub spanish: &'static str,
-    /// Side length: the kernel is `size × size`.
-    pub size: usize,
-    /// The `size²` weights, row by row.
-    pub weights: &'static [f64],
+    name: &'static str,
+    spanish: &'static str,
+    size: usize,
+    weights: &'static [f64],
 }
 
 impl NamedKernel {
-    const fn new<const N: usize>(
+    /// A kernel named `name` (in English, as figures label it) and `spanish` (as the course's
+    /// notes call it), with the weights of `weights`.
+    pub const fn new<const N: usize>(
         name: &'static str,
         spanish: &'static str,
         weights: &'static [[f64; N]; N],
@@ -110,6 +117,26 @@ impl NamedKernel {
             size: N,
             weights: weights.as_flattened(),
         }
+    }
+
+    /// Its English name, as figures label it.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Its name in the course's notes.
+    pub fn spanish(&self) -> &'static str {
+        self.spanish
+    }
+
+    /// Side length: the kernel is `size × size`.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The `size²` weights, row by row.
+    pub fn weights(&self) -> &'static [f64] {
+        self.weights
     }
 
     /// The weights as a `size × size` array.

@@ -156,7 +156,7 @@ pub fn kernel_montage(
             let (x0, y0) = origin(n);
             let top = y0 + MONTAGE_LABEL_BAND as i32;
             if options.text {
-                area.draw_text(kernel.name, &label, (x0 + w as i32 / 2, top - 5))?;
+                area.draw_text(kernel.name(), &label, (x0 + w as i32 / 2, top - 5))?;
             }
             area.draw(&Rectangle::new(
                 [(x0 - 1, top - 1), (x0 + w as i32, top + h as i32)],
