@@ -17,6 +17,8 @@
 //!    course's networks; [`nn::optim`], PyTorch's optimizers.
 //! 10. [`data`]: Fashion-MNIST, CIFAR-10 and mini-batches; [`train`], the training loop and its
 //!     checkpoints.
+//! 12. [`filters`]: classic image kernels (edges, sharpening, blur, emboss, Sobel), PNG images,
+//!     grayscale, and the montage [`plot::kernel_montage`].
 //!
 //! The glossary that maps the course's Spanish terms to these names is `chapters/README.md`.
 
@@ -25,6 +27,7 @@ pub mod conv1d;
 pub mod conv2d;
 pub mod data;
 pub mod error;
+pub mod filters;
 pub mod gemm;
 pub mod grad;
 pub mod im2col;

@@ -15,6 +15,9 @@ use plotters::style::FontStyle;
 use crate::error::{Error, Result};
 use crate::train::checkpoint::write_atomically;
 
+pub mod kernels;
+pub use kernels::{MontageOptions, kernel_montage, kernels_figure, save_kernels_figure};
+
 /// The font family every figure's text uses; it names the bundled font.
 pub const FONT: &str = "sans-serif";
 
