@@ -2,7 +2,7 @@
 //! whose pixels are checked against values worked out by hand or taken from the course; bad
 //! input refused; failed writes leaving nothing behind.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use convlab::data::Dataset;
 use convlab::nn::{
@@ -704,4 +704,87 @@ fn a_failed_save_leaves_no_file() {
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(left, vec![blocked]);
+}
+
+// ---------------------------------------------------------------- the command line
+
+fn convlab(args: &[&str], extra: &[&Path]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_convlab"))
+        .args(args)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn command_line_plots_and_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path();
+    std::fs::write(
+        run.join("history.json"),
+        overfitting_history().to_json().unwrap(),
+    )
+    .unwrap();
+    let model = Architecture::KerasMnist
+        .build::<f32>(Init::Glorot, 1)
+        .unwrap();
+    convlab::train::save_model(&model, "keras-mnist", &run.join("model.safetensors")).unwrap();
+
+    let out = convlab(&["plot", "curves", "--run"], &[run]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let png = image::open(run.join("curves.png")).unwrap();
+    assert_eq!((png.width(), png.height()), (1200, 480));
+
+    let filters = run.join("first.png");
+    let out = convlab(
+        &["plot", "filters", "--run"],
+        &[run, Path::new("--out"), &filters],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(image::open(&filters).is_ok());
+
+    // A pooling layer has no filters; nothing is written.
+    let pool = run.join("pool.png");
+    let out = convlab(
+        &["plot", "filters", "--layer", "2", "--run"],
+        &[run, Path::new("--out"), &pool],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("MaxPool2d"), "{err}");
+    assert!(!pool.exists());
+
+    // The checkpoint holds the Keras convnet, not the course CNN.
+    let out = convlab(
+        &[
+            "plot",
+            "filters",
+            "--model",
+            "fashion-mnist-cnn",
+            "--checkpoint",
+        ],
+        &[&run.join("model.safetensors")],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("keras-mnist"),
+        "{err}"
+    );
+
+    // No history in an empty directory.
+    let empty = tempfile::tempdir().unwrap();
+    let out = convlab(&["plot", "curves", "--run"], &[empty.path()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("history.json"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
 }
