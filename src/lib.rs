@@ -17,6 +17,8 @@
 //!    course's networks; [`nn::optim`], PyTorch's optimizers.
 //! 10. [`data`]: Fashion-MNIST, CIFAR-10 and mini-batches; [`train`], the training loop and its
 //!     checkpoints.
+//! 11. [`plot`]: seeing what a network learned — training curves, filters, feature maps, input
+//!     patterns by gradient ascent, confusion matrix and predictions, drawn to PNG.
 //! 12. [`filters`]: classic image kernels (edges, sharpening, blur, emboss, Sobel), PNG images,
 //!     grayscale, and the montage [`plot::kernel_montage`].
 //!

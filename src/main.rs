@@ -9,7 +9,8 @@ use convlab::data::{self, Dataset, Split};
 use convlab::error::{Error, Result};
 use convlab::nn::optim::Optimizer;
 use convlab::nn::sequential::thousands;
-use convlab::nn::{Architecture, Init, Sequential};
+use convlab::nn::{Architecture, Init, LayerKind, Sequential};
+use convlab::plot::{self, Figure};
 use convlab::train::{self, History, RunFiles, TrainConfig};
 
 /// Print a line on standard output; a closed pipe (`convlab summary | head`) is an error to
@@ -69,6 +70,105 @@ enum Command {
         #[arg(long, value_enum)]
         model: Option<Model>,
     },
+    /// Draw one figure of chapter 11 as PNG from a run directory or a checkpoint.
+    Plot(PlotArgs),
+    /// Draw every figure of chapter 11 into a directory, from a run directory or a fresh run.
+    ///
+    /// The figures: curves.png, filters-conv1.png, filters-conv2.png, feature-maps.png,
+    /// patterns-conv2.png, confusion.png, predictions.png (named after the course CNN's layers).
+    /// Without --run, `convlab train` runs first with its defaults on the Fashion-MNIST subset
+    /// shipped in ./data, seeded, so the same run every time (about 3 minutes on 2 cores), into
+    /// runs/figures, and the figures' test images come from the same subset.
+    Figures(FiguresArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PlotKind {
+    /// Loss and accuracy per epoch, training and validation, from the run's history.json.
+    Curves,
+    /// The filters of a convolution layer (--layer, default the first), summed over input
+    /// channels.
+    Filters,
+    /// One test image (--image) through every convolution and pooling layer, or only --layer.
+    FeatureMaps,
+    /// The input each channel of a layer (--layer, default the last convolution) responds to
+    /// most, by gradient ascent from noise.
+    Patterns,
+    /// The confusion matrix on the test set.
+    Confusion,
+    /// Test images from --image on with their predicted and true classes.
+    Predictions,
+}
+
+impl PlotKind {
+    fn name(self) -> &'static str {
+        match self {
+            PlotKind::Curves => "curves",
+            PlotKind::Filters => "filters",
+            PlotKind::FeatureMaps => "feature-maps",
+            PlotKind::Patterns => "patterns",
+            PlotKind::Confusion => "confusion",
+            PlotKind::Predictions => "predictions",
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct PlotArgs {
+    /// Which figure.
+    #[arg(value_enum)]
+    kind: PlotKind,
+    /// The run directory, as `convlab train --out` wrote it: its history.json for curves, its
+    /// model.safetensors for the rest.
+    #[arg(long, default_value = "runs/latest")]
+    run: PathBuf,
+    /// The weights to draw instead of the run's model.safetensors (convlab's or PyTorch's).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// The architecture; read from the checkpoint when convlab wrote it.
+    #[arg(long, value_enum)]
+    model: Option<Model>,
+    /// The layer, numbered from 0 as in `convlab summary`. Default: the first convolution for
+    /// filters, the last convolution for patterns, every convolution and pooling for
+    /// feature-maps.
+    #[arg(long)]
+    layer: Option<usize>,
+    /// The test image: the one walked through the network for feature-maps, the first shown
+    /// for predictions.
+    #[arg(long, default_value_t = 0)]
+    image: usize,
+    /// Directory with the four Fashion-MNIST IDX files (plain or .gz). Default: the first of
+    /// $CONVLAB_DATA, ./data, /usr/share/datasets/fashion-mnist that holds them.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The PNG to write. Default: KIND.png in the run directory (beside the checkpoint with
+    /// --checkpoint).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct FiguresArgs {
+    /// The run directory to draw from (its history.json and model.safetensors). Default: train
+    /// one first, as `convlab train` does with no options, on the subset in ./data, into
+    /// runs/figures.
+    #[arg(long)]
+    run: Option<PathBuf>,
+    /// Where the figures go.
+    #[arg(long, default_value = "figures")]
+    out: PathBuf,
+    /// Directory with the four Fashion-MNIST IDX files for the test images. Default: the first
+    /// of $CONVLAB_DATA, ./data, /usr/share/datasets/fashion-mnist that holds them (as for
+    /// `convlab train`).
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+/// `convlab train` alone, to run it with its own defaults from `convlab figures`.
+#[derive(Parser)]
+struct TrainOnly {
+    #[command(flatten)]
+    args: TrainArgs,
 }
 
 #[derive(clap::Args)]
@@ -384,6 +484,7 @@ fn run_train(args: TrainArgs) -> Result<()> {
         )?;
     }
     say!("test loss {test_loss:.4}, test accuracy {test_accuracy:.4}")?;
+    plot::training_curves(&history, plot::CurveOptions::default())?.save(&files.curves)?;
     say!("model:   {}", files.model.display())?;
     say!("resume:  {}", files.resume.display())?;
     say!(
@@ -391,6 +492,7 @@ fn run_train(args: TrainArgs) -> Result<()> {
         files.history_csv.display(),
         files.history_json.display()
     )?;
+    say!("curves:  {}", files.curves.display())?;
     Ok(())
 }
 
@@ -401,6 +503,29 @@ fn run_evaluate(
     split: Part,
     validation: Option<usize>,
 ) -> Result<()> {
+    let (architecture, mut net) = load_checkpoint(checkpoint, model)?;
+    let dir = data_dir(data)?;
+    let images = match split {
+        Part::Test => data::fashion_mnist(&dir, Split::Test)?,
+        Part::Validation => split_training(&dir, validation)?.0,
+        Part::Train => split_training(&dir, validation)?.1,
+    };
+    let (loss, accuracy) = train::evaluate(&mut net, &images, train::EVAL_BATCH)?;
+    say!(
+        "{} on {} images of {}: loss {loss:.4}, accuracy {accuracy:.4}",
+        architecture.name(),
+        images.len(),
+        dir.display()
+    )?;
+    Ok(())
+}
+
+/// The model a checkpoint holds, with its weights; its architecture is `model`, or what the
+/// checkpoint says it is.
+fn load_checkpoint(
+    checkpoint: &Path,
+    model: Option<Model>,
+) -> Result<(Architecture, Sequential<f32>)> {
     let (_, metadata) = convlab::train::checkpoint::load::<f32>(checkpoint)?;
     let about = train::About::of(checkpoint, &metadata)?;
     let architecture = match (model, about) {
@@ -416,20 +541,256 @@ fn run_evaluate(
     };
     let mut net: Sequential<f32> = architecture.build(Init::PyTorch, 0)?;
     train::load_model(&mut net, architecture.name(), checkpoint)?;
-    let dir = data_dir(data)?;
-    let images = match split {
-        Part::Test => data::fashion_mnist(&dir, Split::Test)?,
-        Part::Validation => split_training(&dir, validation)?.0,
-        Part::Train => split_training(&dir, validation)?.1,
-    };
-    let (loss, accuracy) = train::evaluate(&mut net, &images, train::EVAL_BATCH)?;
+    Ok((architecture, net))
+}
+
+/// What the figures are drawn from: a run's history, a model, the test images, each read the
+/// first time a figure needs it.
+struct Source {
+    run: PathBuf,
+    checkpoint: PathBuf,
+    model_name: Option<Model>,
+    data: Option<PathBuf>,
+    model: Option<Sequential<f32>>,
+    test: Option<Dataset>,
+    predictions: Option<Vec<plot::Prediction>>,
+}
+
+impl Source {
+    fn new(
+        run: &Path,
+        checkpoint: Option<&Path>,
+        model: Option<Model>,
+        data: Option<&Path>,
+    ) -> Self {
+        Source {
+            run: run.to_path_buf(),
+            checkpoint: checkpoint.map_or_else(|| RunFiles::in_dir(run).model, Path::to_path_buf),
+            model_name: model,
+            data: data.map(Path::to_path_buf),
+            model: None,
+            test: None,
+            predictions: None,
+        }
+    }
+
+    fn history(&self) -> Result<History> {
+        let path = RunFiles::in_dir(&self.run).history_json;
+        if !path.exists() {
+            return Err(Error::file(
+                &path,
+                "no such file: the curves are drawn from a run directory's history.json, as \
+                 `convlab train --out DIR` writes it (pass the directory with --run)",
+            ));
+        }
+        History::read(&path)
+    }
+
+    fn model(&mut self) -> Result<&mut Sequential<f32>> {
+        if self.model.is_none() {
+            self.model = Some(load_checkpoint(&self.checkpoint, self.model_name)?.1);
+        }
+        Ok(self.model.as_mut().expect("loaded above"))
+    }
+
+    fn test(&mut self) -> Result<&Dataset> {
+        if self.test.is_none() {
+            let dir = data_dir(self.data.as_deref())?;
+            self.test = Some(data::fashion_mnist(&dir, Split::Test)?);
+        }
+        Ok(self.test.as_ref().expect("loaded above"))
+    }
+
+    /// The test images and the model's predictions for them, computed once.
+    fn predictions(&mut self) -> Result<(&Dataset, &[plot::Prediction])> {
+        if self.predictions.is_none() {
+            self.test()?;
+            self.model()?;
+            if let (Some(model), Some(test)) = (self.model.as_mut(), self.test.as_ref()) {
+                self.predictions = Some(plot::predict(model, test)?);
+            }
+        }
+        match (self.test.as_ref(), self.predictions.as_deref()) {
+            (Some(test), Some(predictions)) => Ok((test, predictions)),
+            _ => unreachable!("the test images and the model were loaded above"),
+        }
+    }
+
+    /// The test image `index` as the model takes it, `(C, H, W)` scaled to `[0, 1]`.
+    fn test_image(&mut self, index: usize) -> Result<ndarray::Array3<f32>> {
+        let test = self.test()?;
+        if index >= test.len() {
+            return Err(Error::param(
+                "image",
+                format!(
+                    "test image {index} does not exist: the test set has {} images, numbered \
+                     from 0",
+                    test.len()
+                ),
+            ));
+        }
+        Ok(test
+            .to_tensor::<f32>(index..index + 1)?
+            .index_axis_move(ndarray::Axis(0), 0))
+    }
+
+    /// The default layer of a figure: the first convolution for filters, the last for
+    /// patterns.
+    fn default_conv(&mut self, last: bool) -> Result<usize> {
+        let model = self.model()?;
+        let convs: Vec<usize> = model
+            .layers()
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.kind() == LayerKind::Convolution)
+            .map(|(i, _)| i)
+            .collect();
+        let pick = if last { convs.last() } else { convs.first() };
+        pick.copied().ok_or_else(|| {
+            Error::param("layer", format!("{} has no convolution layer", model.name))
+        })
+    }
+
+    /// Draw figure `kind`; `layer` and `image` as `convlab plot` takes them.
+    fn figure(&mut self, kind: PlotKind, layer: Option<usize>, image: usize) -> Result<Figure> {
+        match kind {
+            PlotKind::Curves => {
+                plot::training_curves(&self.history()?, plot::CurveOptions::default())
+            }
+            PlotKind::Filters => {
+                let layer = match layer {
+                    Some(l) => l,
+                    None => self.default_conv(false)?,
+                };
+                plot::filters_figure(self.model()?, layer, plot::FilterOptions::default())
+            }
+            PlotKind::FeatureMaps => {
+                let x = self.test_image(image)?;
+                let mut options = plot::FeatureMapOptions::default();
+                if let Some(l) = layer {
+                    options = options.layer(l);
+                }
+                plot::feature_maps_figure(self.model()?, x.view(), options)
+            }
+            PlotKind::Patterns => {
+                let layer = match layer {
+                    Some(l) => l,
+                    None => self.default_conv(true)?,
+                };
+                plot::patterns_figure(self.model()?, layer, plot::PatternOptions::default())
+            }
+            PlotKind::Confusion => {
+                let (test, predictions) = self.predictions()?;
+                let predicted: Vec<usize> = predictions.iter().map(|p| p.class).collect();
+                let labels: Vec<usize> = test.labels.iter().map(|&l| usize::from(l)).collect();
+                let matrix = plot::ConfusionMatrix::new(test.classes.clone(), &labels, &predicted)?;
+                plot::confusion_figure(&matrix, plot::ConfusionOptions::default())
+            }
+            PlotKind::Predictions => {
+                let (test, predictions) = self.predictions()?;
+                let options = plot::PredictionOptions::default().start(image);
+                plot::predictions_figure(test, predictions, options)
+            }
+        }
+    }
+}
+
+fn run_plot(args: PlotArgs) -> Result<()> {
+    let mut source = Source::new(
+        &args.run,
+        args.checkpoint.as_deref(),
+        args.model,
+        args.data.as_deref(),
+    );
+    let out = args.out.clone().unwrap_or_else(|| {
+        let dir = match &args.checkpoint {
+            Some(c) => c.parent().map(Path::to_path_buf).unwrap_or_default(),
+            None => args.run.clone(),
+        };
+        dir.join(format!("{}.png", args.kind.name()))
+    });
+    let figure = source.figure(args.kind, args.layer, args.image)?;
+    figure.save(&out)?;
     say!(
-        "{} on {} images of {}: loss {loss:.4}, accuracy {accuracy:.4}",
-        architecture.name(),
-        images.len(),
-        dir.display()
+        "{}: {}×{} pixels",
+        out.display(),
+        figure.width,
+        figure.height
     )?;
     Ok(())
+}
+
+/// Write `figure` as `dir/name` and say so. Every figure of `convlab figures` is one call of
+/// this, so a new figure is one more line in [`run_figures`].
+fn save_figure(dir: &Path, name: &str, figure: Result<Figure>) -> Result<()> {
+    let path = dir.join(name);
+    let figure = figure?;
+    figure.save(&path)?;
+    say!(
+        "{}: {}×{} pixels",
+        path.display(),
+        figure.width,
+        figure.height
+    )
+}
+
+fn run_figures(args: FiguresArgs) -> Result<()> {
+    let data = args.data.clone();
+    let run = match &args.run {
+        Some(run) => run.clone(),
+        None => {
+            let run = PathBuf::from("runs/figures");
+            let train =
+                TrainOnly::try_parse_from(["train".as_ref(), "--out".as_ref(), run.as_os_str()])
+                    .map_err(|e| Error::param("train", e.to_string()))?;
+            say!("training the figures' model into {}", run.display())?;
+            run_train(train.args)?;
+            run
+        }
+    };
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| Error::file(&args.out, format!("cannot create the directory: {e}")))?;
+    let mut source = Source::new(&run, None, None, data.as_deref());
+    let out = args.out.as_path();
+    let (first, last) = (source.default_conv(false)?, source.default_conv(true)?);
+    let conv = |source: &mut Source, layer: usize| -> Result<String> {
+        Ok(plot::layer_name(source.model()?, layer))
+    };
+    let (first_name, last_name) = (conv(&mut source, first)?, conv(&mut source, last)?);
+    save_figure(out, "curves.png", source.figure(PlotKind::Curves, None, 0))?;
+    save_figure(
+        out,
+        &format!("filters-{first_name}.png"),
+        source.figure(PlotKind::Filters, Some(first), 0),
+    )?;
+    if last != first {
+        save_figure(
+            out,
+            &format!("filters-{last_name}.png"),
+            source.figure(PlotKind::Filters, Some(last), 0),
+        )?;
+    }
+    save_figure(
+        out,
+        "feature-maps.png",
+        source.figure(PlotKind::FeatureMaps, None, 0),
+    )?;
+    save_figure(
+        out,
+        &format!("patterns-{last_name}.png"),
+        source.figure(PlotKind::Patterns, Some(last), 0),
+    )?;
+    save_figure(
+        out,
+        "confusion.png",
+        source.figure(PlotKind::Confusion, None, 0),
+    )?;
+    save_figure(
+        out,
+        "predictions.png",
+        source.figure(PlotKind::Predictions, None, 0),
+    )?;
+    save_figure(out, "kernels.png", plot::kernels_figure())
 }
 
 fn models(model: Option<Model>, default: &[Architecture]) -> Vec<Architecture> {
@@ -492,6 +853,8 @@ fn main() -> ExitCode {
                     .map_err(|e| Error::param("threads", e.to_string()));
                 pool.and_then(|pool| pool.install(|| run_train(args)))
             }
+            Command::Plot(args) => run_plot(args),
+            Command::Figures(args) => run_figures(args),
             Command::Evaluate {
                 checkpoint,
                 model,

@@ -706,6 +706,6 @@ fn the_committed_figure_is_current() {
     );
     assert!(
         committed.as_slice().unwrap() == fig.pixels.as_slice(),
-        "figures/kernels.png is out of date: cargo run --release --example kernels_figure"
+        "figures/kernels.png is out of date: convlab figures redraws it"
     );
 }

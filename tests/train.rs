@@ -400,9 +400,11 @@ fn command_line_train_and_evaluate() {
         "resume.safetensors",
         "history.csv",
         "history.json",
+        "curves.png",
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
+    assert!(stdout.contains("curves.png"), "{stdout}");
     let eval = std::process::Command::new(exe)
         .arg("evaluate")
         .arg(out.join("model.safetensors"))

@@ -4,7 +4,7 @@ use ndarray::{Array2, ArrayD, Ix1, Ix2, Ix4, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{Init, Kernels, Layer, Mode, Tensor};
+use super::{Init, Kernels, Layer, LayerKind, Mode, Tensor};
 use crate::activation;
 use crate::conv2d::{fast as conv_fast, naive as conv_naive};
 use crate::error::{Error, Result};
@@ -183,6 +183,10 @@ impl<T: Scalar> Conv2d<T> {
 }
 
 impl<T: Scalar> Layer<T> for Conv2d<T> {
+    fn kind(&self) -> LayerKind {
+        LayerKind::Convolution
+    }
+
     fn describe(&self) -> String {
         let p = &self.params;
         let mut s = format!(
@@ -337,6 +341,10 @@ impl<T: Scalar> Linear<T> {
 }
 
 impl<T: Scalar> Layer<T> for Linear<T> {
+    fn kind(&self) -> LayerKind {
+        LayerKind::Linear
+    }
+
     fn describe(&self) -> String {
         format!(
             "Linear(in_features={}, out_features={}, bias={})",
@@ -418,6 +426,10 @@ impl<T: Scalar> ReLU<T> {
 }
 
 impl<T: Scalar> Layer<T> for ReLU<T> {
+    fn kind(&self) -> LayerKind {
+        LayerKind::Activation
+    }
+
     fn describe(&self) -> String {
         "ReLU()".into()
     }
@@ -453,6 +465,9 @@ macro_rules! output_activation {
         }
 
         impl<T: Scalar> Layer<T> for $name<T> {
+            fn kind(&self) -> LayerKind {
+                LayerKind::Activation
+            }
             fn describe(&self) -> String {
                 $repr.into()
             }
@@ -561,6 +576,10 @@ fn pool_window(p: &Pool2dParams) -> Window {
 }
 
 impl<T: Scalar> Layer<T> for MaxPool2d {
+    fn kind(&self) -> LayerKind {
+        LayerKind::Pooling
+    }
+
     fn describe(&self) -> String {
         pool_repr("MaxPool2d", &self.params, true)
     }
@@ -607,6 +626,10 @@ impl AvgPool2d {
 }
 
 impl<T: Scalar> Layer<T> for AvgPool2d {
+    fn kind(&self) -> LayerKind {
+        LayerKind::Pooling
+    }
+
     fn describe(&self) -> String {
         pool_repr("AvgPool2d", &self.params, false)
     }
@@ -657,6 +680,10 @@ impl AdaptiveAvgPool2d {
 }
 
 impl<T: Scalar> Layer<T> for AdaptiveAvgPool2d {
+    fn kind(&self) -> LayerKind {
+        LayerKind::Pooling
+    }
+
     fn describe(&self) -> String {
         format!("AdaptiveAvgPool2d(output_size={})", pair(self.output_size))
     }
@@ -714,6 +741,10 @@ impl Flatten {
 }
 
 impl<T: Scalar> Layer<T> for Flatten {
+    fn kind(&self) -> LayerKind {
+        LayerKind::Flatten
+    }
+
     fn describe(&self) -> String {
         "Flatten(start_dim=1, end_dim=-1)".into()
     }
@@ -787,6 +818,10 @@ impl<T: Scalar> Dropout<T> {
 }
 
 impl<T: Scalar> Layer<T> for Dropout<T> {
+    fn kind(&self) -> LayerKind {
+        LayerKind::Dropout
+    }
+
     fn describe(&self) -> String {
         format!("Dropout(p={}, inplace=False)", self.p)
     }

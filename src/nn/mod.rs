@@ -46,6 +46,26 @@ pub enum Mode {
     Eval,
 }
 
+/// What a layer is, for code that walks a model and picks layers by their role (the figures of
+/// chapter 11 look for the convolutions and the poolings, and leave dropout out of a gradient
+/// ascent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerKind {
+    /// A convolution: [`Conv2d`].
+    Convolution,
+    /// A pooling: [`MaxPool2d`], [`AvgPool2d`], [`AdaptiveAvgPool2d`].
+    Pooling,
+    /// A fully connected layer: [`Linear`].
+    Linear,
+    /// An element-wise or per-sample activation: [`ReLU`], [`Sigmoid`], [`Softmax`],
+    /// [`LogSoftmax`].
+    Activation,
+    /// A reshape: [`Flatten`].
+    Flatten,
+    /// [`Dropout`]: random in training, the identity in evaluation.
+    Dropout,
+}
+
 /// Which kernels the layers call: the chapters' `fast` ones (the default) or their `naive`
 /// twins, so that a whole model can be run both ways and compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,6 +101,9 @@ impl<T: Scalar> Tensor<T> {
 pub trait Layer<T: Scalar>: Send + Sync {
     /// The layer as PyTorch prints it, e.g. `Conv2d(1, 32, kernel_size=(5, 5), padding=(2, 2))`.
     fn describe(&self) -> String;
+
+    /// What kind of layer this is.
+    fn kind(&self) -> LayerKind;
 
     /// The output shape of one sample (no batch axis) for an input of shape `input`, or an
     /// error saying why the layer cannot take it.

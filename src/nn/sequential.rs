@@ -84,6 +84,14 @@ impl<T: Scalar> Sequential<T> {
         &self.layers
     }
 
+    /// Layer `i`, to run its own forward and backward passes (a gradient ascent on the input
+    /// that passes over dropout, say); `None` past the last layer.
+    pub fn layer_mut(&mut self, i: usize) -> Option<&mut dyn Layer<T>> {
+        self.layers
+            .get_mut(i)
+            .map(|l| l.as_mut() as &mut dyn Layer<T>)
+    }
+
     /// The output shape of one sample after each layer.
     pub fn output_shapes(&self) -> Result<Vec<Vec<usize>>> {
         let mut shape = self.input_shape.clone();

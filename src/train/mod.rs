@@ -82,7 +82,7 @@ pub fn evaluate<T: Scalar>(
 
 /// The layers up to the logits: a final `Softmax` is left out, since the loss takes logits (a
 /// Keras model's softmax and categorical cross-entropy are the same function, computed stably).
-fn logit_layers<T: Scalar>(model: &Sequential<T>) -> usize {
+pub(crate) fn logit_layers<T: Scalar>(model: &Sequential<T>) -> usize {
     let n = model.layers().len();
     match model.layers().last() {
         Some(l) if l.describe().starts_with("Softmax") => n - 1,
@@ -178,6 +178,9 @@ pub struct RunFiles {
     pub history_csv: PathBuf,
     /// The history as JSON.
     pub history_json: PathBuf,
+    /// The training curves as PNG, drawn by `convlab train` at the end of a run
+    /// ([`crate::plot::training_curves`]).
+    pub curves: PathBuf,
 }
 
 impl RunFiles {
@@ -188,6 +191,7 @@ impl RunFiles {
             resume: dir.join("resume.safetensors"),
             history_csv: dir.join("history.csv"),
             history_json: dir.join("history.json"),
+            curves: dir.join("curves.png"),
         }
     }
 }
