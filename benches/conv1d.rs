@@ -75,5 +75,13 @@ fn long_signal(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, layer, long_signal);
+criterion_group! {
+    name = benches;
+    // Criterion draws its report charts with plotters, in the font the crate bundles.
+    config = {
+        convlab::plot::register_font().expect("the bundled font parses");
+        Criterion::default()
+    };
+    targets = layer, long_signal
+}
 criterion_main!(benches);

@@ -98,5 +98,13 @@ fn layers(c: &mut Criterion) {
     layer(c, "L3", (8, 64, 56, 56), 64, 3, 1);
 }
 
-criterion_group!(benches, layers);
+criterion_group! {
+    name = benches;
+    // Criterion draws its report charts with plotters, in the font the crate bundles.
+    config = {
+        convlab::plot::register_font().expect("the bundled font parses");
+        Criterion::default()
+    };
+    targets = layers
+}
 criterion_main!(benches);

@@ -76,5 +76,13 @@ fn im2col_shapes(c: &mut Criterion) {
     bench_shape(c, "L2 im2col", 64, 800, 196);
 }
 
-criterion_group!(benches, square, im2col_shapes);
+criterion_group! {
+    name = benches;
+    // Criterion draws its report charts with plotters, in the font the crate bundles.
+    config = {
+        convlab::plot::register_font().expect("the bundled font parses");
+        Criterion::default()
+    };
+    targets = square, im2col_shapes
+}
 criterion_main!(benches);

@@ -72,5 +72,13 @@ fn pooling(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, pooling);
+criterion_group! {
+    name = benches;
+    // Criterion draws its report charts with plotters, in the font the crate bundles.
+    config = {
+        convlab::plot::register_font().expect("the bundled font parses");
+        Criterion::default()
+    };
+    targets = pooling
+}
 criterion_main!(benches);

@@ -50,5 +50,13 @@ fn step(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, step);
+criterion_group! {
+    name = benches;
+    // Criterion draws its report charts with plotters, in the font the crate bundles.
+    config = {
+        convlab::plot::register_font().expect("the bundled font parses");
+        Criterion::default()
+    };
+    targets = step
+}
 criterion_main!(benches);

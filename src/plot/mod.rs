@@ -39,8 +39,10 @@ pub const FONT: &str = "sans-serif";
 
 static DEJAVU_SANS: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
-/// Register the bundled font with plotters (once per process).
-fn register_font() -> Result<()> {
+/// Register the bundled font with plotters as the family [`FONT`] (once per process; every
+/// figure function does it). Call it before drawing with plotters yourself — criterion's
+/// benchmark reports, for one, draw their charts in that family.
+pub fn register_font() -> Result<()> {
     static REGISTERED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     REGISTERED
         .get_or_init(|| {
