@@ -134,6 +134,14 @@ impl Span {
         if first == end {
             return;
         }
+        if stride == 1 {
+            // Plain slices of one length: the loop is vectorised.
+            let n = end - first;
+            for (d, &v) in dst[start..start + n].iter_mut().zip(&src[first..end]) {
+                *d += v;
+            }
+            return;
+        }
         for (d, &v) in dst[start..]
             .iter_mut()
             .step_by(stride)
