@@ -112,12 +112,18 @@ impl Span {
     /// the copy is a `memcpy` when `s = 1`.
     fn gather<T: NdFloat>(self, dst: &mut [T], src: &[T], stride: usize) {
         let Span { first, end, start } = self;
-        dst[..first].fill(T::zero());
-        dst[end..].fill(T::zero());
+        // Lines are short (a feature map's width) and a padding strip is a pixel or two: plain
+        // loops, not calls to `memset` / `memcpy` that cost more than the copy.
+        for d in &mut dst[..first] {
+            *d = T::zero();
+        }
+        for d in &mut dst[end..] {
+            *d = T::zero();
+        }
         if first == end {
             // No tap inside: `start` may lie past the input.
         } else if stride == 1 {
-            dst[first..end].copy_from_slice(&src[start..start + end - first]);
+            copy_short(&mut dst[first..end], &src[start..start + end - first]);
         } else {
             for (d, &v) in dst[first..end]
                 .iter_mut()
@@ -149,6 +155,33 @@ impl Span {
         {
             *d += v;
         }
+    }
+}
+
+/// `dst.copy_from_slice(src)` for short slices: blocks of 8 elements (a pair of vector moves),
+/// the last block overlapping the one before it instead of a loop over the remainder.
+#[inline(always)]
+fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
+    const B: usize = 8;
+    let n = dst.len();
+    if n < B {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s;
+        }
+        return;
+    }
+    let block = |dst: &mut [T], src: &[T], at: usize| {
+        let d: &mut [T; B] = (&mut dst[at..at + B]).try_into().expect("B elements");
+        let s: &[T; B] = src[at..at + B].try_into().expect("B elements");
+        *d = *s;
+    };
+    let mut at = 0;
+    while at + B <= n {
+        block(dst, src, at);
+        at += B;
+    }
+    if at < n {
+        block(dst, src, n - B);
     }
 }
 
