@@ -19,7 +19,7 @@ Run it on the same machine as `cargo bench` to compare side by side:
     python3 tools/bench_pytorch.py --quick     # smoke run, repeat=3
     python3 tools/bench_pytorch.py --only train   # sections whose title holds "train"
 
-Method: every case runs 3 untimed warm-ups, then N timed runs; the table reports the
+Method: every case runs 10 untimed warm-ups, then N timed runs; the table reports the
 median. torch.set_num_threads(t) is called before the cases of each thread count t.
 Tensors are float32, images NCHW. GFLOP/s follow the crate's convention: a multiply-add
 counts as two, conv2d forward = 2·N·C_out·H_out·W_out·(C_in/groups)·kH·kW (padding taps
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-WARMUPS = 3
+WARMUPS = 10
 
 # (name, input shape NCHW, weight shape (C_out, C_in, kH, kW), padding)
 CONV2D_LAYERS = [
@@ -216,7 +216,7 @@ def main():
                         help="thread counts to measure (default: 1 2)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--repeat", type=int, default=10,
-                       help="timed runs per case, after 3 warm-ups (default: 10)")
+                       help=f"timed runs per case, after {WARMUPS} warm-ups (default: 10)")
     group.add_argument("--quick", action="store_true", help="smoke run: --repeat 3")
     parser.add_argument("--only", default="",
                         help="measure only the sections whose title contains this text")
