@@ -7,7 +7,7 @@ use plotters::style::text_anchor::{HPos, VPos};
 
 use super::{
     ColorMap, ColorScale, Figure, GRAY, HEADING_SIZE, LABEL_SIZE, Rect, TITLE_SIZE, color_bar,
-    fill_blocks, font, frame, label,
+    fill_blocks, font, frame, heading, label,
 };
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -151,26 +151,16 @@ pub fn confusion_figure(matrix: &ConfusionMatrix, options: ConfusionOptions) -> 
     let total = matrix.total();
     let text = options.text;
     Figure::draw(width as u32, height as u32, |area| {
-        label(
+        heading(
             area,
+            width,
             &format!(
                 "Confusion matrix of {} images: accuracy {:.4}",
                 thousands(total),
                 matrix.accuracy()
             ),
-            (width / 2, 10),
-            TITLE_SIZE,
-            (HPos::Center, VPos::Top),
-            BLACK,
-            text,
-        )?;
-        label(
-            area,
             "row: the true class; column: the class predicted; the diagonal counts right answers",
-            (width / 2, TITLE_SIZE as i32 + 18),
             HEADING_SIZE - 4,
-            (HPos::Center, VPos::Top),
-            GRAY,
             text,
         )?;
         let grid = Rect::new(left, top, side, side);

@@ -5,8 +5,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
 use super::{
-    ColorMap, ColorScale, Figure, GRAY, HEADING_SIZE, Rect, TITLE_SIZE, check_image, check_layer,
-    color_bar, draw_image, draw_map, drawable_channels, label, layer_name, layers_of,
+    ColorMap, ColorScale, Figure, HEADING_SIZE, Rect, TITLE_SIZE, check_image, check_layer,
+    color_bar, draw_image, draw_map, drawable_channels, heading, label, layer_name, layers_of,
 };
 use crate::error::{Error, Result};
 use crate::gemm::Scalar;
@@ -237,23 +237,13 @@ pub fn feature_maps_figure<T: Scalar>(
     let model_name = model.name.clone();
     let text = options.text;
     Figure::draw(width as u32, height as u32, |area| {
-        label(
+        heading(
             area,
+            width as i32,
             &format!("One image through {model_name}"),
-            (width / 2, 10),
-            TITLE_SIZE,
-            (HPos::Center, VPos::Top),
-            BLACK,
-            text,
-        )?;
-        label(
-            area,
             "its feature maps after each convolution (and its ReLU) and each pooling: one cell per \
              channel, one colour scale per layer",
-            (width / 2, TITLE_SIZE as i32 + 18),
             HEADING_SIZE - 3,
-            (HPos::Center, VPos::Top),
-            GRAY,
             text,
         )?;
         let mut y = title_h;

@@ -310,6 +310,21 @@ pub(crate) fn font(size: u32, color: RGBColor, text: bool) -> TextStyle<'static>
 }
 
 /// Draw `s` at `at`, placed by `anchor` (e.g. centred on `at`).
+/// A figure's heading: `title` centred at the top in black, `subtitle` under it in gray.
+pub(crate) fn heading(
+    area: &Area<'_>,
+    width: i32,
+    title: &str,
+    subtitle: &str,
+    subtitle_size: u32,
+    text: bool,
+) -> Drawn {
+    let top = (HPos::Center, VPos::Top);
+    label(area, title, (width / 2, 10), TITLE_SIZE, top, BLACK, text)?;
+    let below = (width / 2, TITLE_SIZE as i32 + 18);
+    label(area, subtitle, below, subtitle_size, top, GRAY, text)
+}
+
 pub(crate) fn label(
     area: &Area<'_>,
     s: &str,

@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{
     Figure, GRAY, HEADING_SIZE, LABEL_SIZE, Rect, TITLE_SIZE, check_layer, draw_image,
-    drawable_channels, frame, label, layer_name,
+    drawable_channels, frame, heading, label, layer_name,
 };
 use crate::error::{Error, Result};
 use crate::gemm::Scalar;
@@ -336,22 +336,12 @@ pub fn patterns_figure<T: Scalar>(
     let left = (width - grid_w) / 2;
     let text = options.text;
     Figure::draw(width as u32, height as u32, |area| {
-        label(
+        heading(
             area,
+            width as i32,
             &format!("What each channel of {name} (layer {layer}) responds to most"),
-            (width / 2, 10),
-            TITLE_SIZE,
-            (HPos::Center, VPos::Top),
-            BLACK,
-            text,
-        )?;
-        label(
-            area,
             &format!("{description}, {} channels", n),
-            (width / 2, TITLE_SIZE as i32 + 18),
             HEADING_SIZE - 3,
-            (HPos::Center, VPos::Top),
-            GRAY,
             text,
         )?;
         label(

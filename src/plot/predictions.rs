@@ -6,7 +6,7 @@ use plotters::style::text_anchor::{HPos, VPos};
 
 use super::{
     Figure, GRAY, HEADING_SIZE, LABEL_SIZE, Rect, TITLE_SIZE, draw_image, drawable_channels, frame,
-    label,
+    heading, label,
 };
 use crate::activation::softmax;
 use crate::data::Dataset;
@@ -180,27 +180,17 @@ pub fn predictions_figure(
     };
     let text = options.text;
     Figure::draw(width as u32, height as u32, |area| {
-        label(
+        heading(
             area,
+            width,
             &format!(
                 "Predictions on images {}–{}: {wrong} of {n} wrong",
                 options.start,
                 end - 1
             ),
-            (width / 2, 10),
-            TITLE_SIZE,
-            (HPos::Center, VPos::Top),
-            BLACK,
-            text,
-        )?;
-        label(
-            area,
             "under each image: the predicted class and its probability, then the true class; \
              wrong predictions in red",
-            (width / 2, TITLE_SIZE as i32 + 18),
             HEADING_SIZE - 4,
-            (HPos::Center, VPos::Top),
-            GRAY,
             text,
         )?;
         for (k, i) in (options.start..end).enumerate() {
