@@ -667,3 +667,88 @@ mod more_convolutions {
         }
     }
 }
+
+/// Calls the direct backward covers: stride 1, column dilation 1, at least 8 input and output
+/// channels per group, padding up to `(k − 1)·d` (KerasSame, Same, Valid, Full or explicit).
+fn direct_case() -> impl Strategy<Value = Case> {
+    (
+        (1usize..3, 1usize..3, 8usize..20, 8usize..70),
+        (1usize..5, 1usize..5, 1usize..9, 1usize..22),
+        (1usize..3, 0usize..3),
+        (0usize..6, 0usize..6, 0usize..3),
+    )
+        .prop_filter_map(
+            "the kernel must fit",
+            |((n, g, cpg, opg), (kh, kw, h, w), (dh, sh_extra), (ph, pw, layout))| {
+                let rule = |p: usize| match p {
+                    0 => Padding::Valid,
+                    1 => Padding::KerasSame,
+                    2 => Padding::Same,
+                    3 => Padding::Full,
+                    p => Padding::Explicit(p - 4),
+                };
+                // A row stride other than 1 now and then: the direct backward declines it.
+                let sh = if sh_extra == 2 { 2 } else { 1 };
+                let p = Conv2dParams::default()
+                    .strides([sh, 1])
+                    .paddings([rule(ph), rule(pw)])
+                    .dilations([dh, 1])
+                    .groups(g);
+                let [ho, wo] = [
+                    p.axis(0).output_len(h, kh).ok()?,
+                    p.axis(1).output_len(w, kw).ok()?,
+                ];
+                Some((n, g, cpg, opg, kh, kw, h, w, ho, wo, p, layout))
+            },
+        )
+        .prop_flat_map(|(n, g, cpg, opg, kh, kw, h, w, ho, wo, p, layout)| {
+            let v = |len| proptest::collection::vec(-1.0f64..1.0, len);
+            (
+                v(n * g * cpg * h * w),
+                v(g * opg * cpg * kh * kw),
+                v(g * opg),
+                v(n * g * opg * ho * wo),
+            )
+                .prop_map(move |(x, wt, b, go)| {
+                    (
+                        Array4::from_shape_vec((n, g * cpg, h, w), x).unwrap(),
+                        Array4::from_shape_vec((g * opg, cpg, kh, kw), wt).unwrap(),
+                        Array1::from(b),
+                        Array4::from_shape_vec((n, g * opg, ho, wo), go).unwrap(),
+                        p,
+                        LAYOUTS[layout],
+                    )
+                })
+        })
+}
+
+proptest! {
+    #![proptest_config(cases(48))]
+
+    /// The direct backward (AVX-512, f32) equals the naive one wherever it runs, and so does
+    /// `fast::conv2d_backward`, which takes it when it can.
+    #[test]
+    fn conv2d_backward_direct_equals_naive(case in direct_case()) {
+        let (x, w, _, g, p, layout) = &case;
+        let cast = |a: &Array4<f64>| a.mapv(|v| v as f32);
+        let (xt, wt, gt) = (cast(x), cast(w), cast(g));
+        let back = |a: &Array4<f32>| a.mapv(|v| v as f64);
+        let (x, w, g) = (back(&xt), back(&wt), back(&gt));
+        let expected = naive::conv2d_backward(x.view(), w.view(), g.view(), *p).unwrap();
+        let abs = |a: &Array4<f64>| a.mapv(f64::abs);
+        let size = naive::conv2d_backward(abs(&x).view(), abs(&w).view(), abs(&g).view(), *p).unwrap();
+        let (xs, ws, gs) = (Stored::new(&xt, *layout), Stored::new(&wt, *layout), Stored::new(&gt, *layout));
+        let direct = convlab::conv2d::direct::conv2d_backward(xs.view(), ws.view(), gs.view(), *p).unwrap();
+        let ((n, c_in, h, wd), (c_out, cpg, kh, kw)) = (x.dim(), w.dim());
+        let geo = convlab::shape::ConvGeometry::new((n, c_in, [h, wd]), (c_out, cpg, [kh, kw]), None, *p).unwrap();
+        let fits = (0..2).all(|a| geo.pads[a].left.max(geo.pads[a].right) <= (geo.kernel[a] - 1) * geo.dilation[a]);
+        let applies = convlab::conv2d::direct::is_available() && geo.stride == [1, 1] && fits;
+        prop_assert_eq!(direct.is_some(), applies);
+        let fast = fast::conv2d_backward(xs.view(), ws.view(), gs.view(), *p).unwrap();
+        for (name, got) in direct.into_iter().map(|d| ("direct", d)).chain([("fast", fast)]) {
+            agree(&format!("{name} ∂L/∂input"), &got.input, &expected.input, &size.input, RTOL_F32)?;
+            agree(&format!("{name} ∂L/∂weight"), &got.weight, &expected.weight, &size.weight, RTOL_F32)?;
+            agree(&format!("{name} ∂L/∂bias"), &got.bias, &expected.bias, &size.bias, RTOL_F32)?;
+        }
+    }
+}

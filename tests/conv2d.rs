@@ -815,3 +815,105 @@ fn conv3d_on_views() {
         }
     }
 }
+
+// ------------------------------------------------------- the direct (AVX-512) kernel
+
+/// Calls with enough output channels per group for the direct kernel: 8 to 70 (and, often
+/// enough, 64 taps per output: `C_in/g · kH · kW`), so that tiles of
+/// one to four registers, partly filled registers and several runs of 64 channels all occur;
+/// output rows up to 24 windows, so that rows split into several tiles.
+fn direct_case() -> impl Strategy<
+    Value = (
+        Array4<f64>,
+        Array4<f64>,
+        Option<Array1<f64>>,
+        Conv2dParams,
+        Layout,
+    ),
+> {
+    (
+        (1usize..3, 1usize..3, 1usize..12, 8usize..71), // batch, groups, c_in/g, c_out/g
+        (1usize..6, 1usize..6, 1usize..10, 1usize..25), // kH, kW, H, W
+        (1usize..4, 1usize..4, 1usize..3, 1usize..3),   // strides, dilations
+        (0usize..7, 0usize..7, any::<bool>(), 0usize..3),
+    )
+        .prop_flat_map(
+            |((n, g, cpg, opg), (kh, kw, h, w), (sh, sw, dh, dw), (ph, pw, bias, layout))| {
+                let rule = |p: usize| match p {
+                    0 => Padding::Valid,
+                    1 => Padding::Same,
+                    2 => Padding::KerasSame,
+                    3 => Padding::Full,
+                    p => Padding::Explicit(p - 4),
+                };
+                let p = Conv2dParams::default()
+                    .strides([sh, sw])
+                    .paddings([rule(ph), rule(pw)])
+                    .dilations([dh, dw])
+                    .groups(g);
+                let v = |len| proptest::collection::vec(-1.0f64..1.0, len);
+                (
+                    v(n * g * cpg * h * w),
+                    v(g * opg * cpg * kh * kw),
+                    v(g * opg),
+                )
+                    .prop_map(move |(x, wt, b)| {
+                        (
+                            Array4::from_shape_vec((n, g * cpg, h, w), x).unwrap(),
+                            Array4::from_shape_vec((g * opg, cpg, kh, kw), wt).unwrap(),
+                            bias.then(|| Array1::from(b)),
+                            p,
+                            LAYOUTS[layout],
+                        )
+                    })
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(cases(96))]
+
+    /// The direct kernel equals the naive one wherever it runs (f32 on AVX-512, 64 taps or
+    /// more); elsewhere it declines and `fast::conv2d` takes im2col + GEMM, which equals naive too.
+    #[test]
+    fn conv2d_direct_equals_naive((x, w, b, p, layout) in direct_case()) {
+        let x32 = x.mapv(|v| v as f32);
+        let w32 = w.mapv(|v| v as f32);
+        let b32 = b.as_ref().map(|b| b.mapv(|v| v as f32));
+        let (xs, ws) = (Stored::new(&x32, layout), Stored::new(&w32, layout));
+        let b32 = b32.as_ref().map(|b| b.view());
+        let f = |a: &Array4<f32>| a.mapv(|v| v as f64);
+        let (x64, w64) = (f(&x32), f(&w32));
+        let b64 = b32.map(|b| b.mapv(|v| v as f64));
+        let reference = naive::conv2d(x64.view(), w64.view(), b64.as_ref().map(|b| b.view()), p);
+        let direct = convlab::conv2d::direct::conv2d(xs.view(), ws.view(), b32, p);
+        let fast = fast::conv2d(xs.view(), ws.view(), b32, p);
+        match reference {
+            Err(e) => {
+                prop_assert_eq!(&direct.unwrap_err(), &e);
+                prop_assert_eq!(&fast.unwrap_err(), &e);
+            }
+            Ok(reference) => {
+                let b_abs = b64.as_ref().map(|b| b.mapv(f64::abs));
+                let size = naive::conv2d(
+                    x64.mapv(f64::abs).view(),
+                    w64.mapv(f64::abs).view(),
+                    b_abs.as_ref().map(|b| b.view()),
+                    p,
+                )
+                .unwrap();
+                let direct = direct.unwrap();
+                let (_, cpg, kh, kw) = w32.dim();
+                let applies = convlab::conv2d::direct::is_available() && cpg * kh * kw >= 64;
+                prop_assert_eq!(direct.is_some(), applies);
+                if let Some(direct) = direct {
+                    agree(&format!("direct {p:?}"), &direct, &reference, &size, RTOL_F32)?;
+                }
+                agree(&format!("fast {p:?}"), &fast.unwrap(), &reference, &size, RTOL_F32)?;
+                // f64 always takes im2col + GEMM.
+                let direct64 = convlab::conv2d::direct::conv2d(x64.view(), w64.view(), b64.as_ref().map(|b| b.view()), p);
+                prop_assert!(direct64.unwrap().is_none());
+            }
+        }
+    }
+}

@@ -81,7 +81,10 @@ pub fn conv2d<T: Scalar>(
     b: Option<ArrayView1<T>>,
     params: Conv2dParams,
 ) -> Result<Array4<T>> {
-    conv2d_with(DEFAULT_ENGINE, x, w, b, params)
+    match super::direct::conv2d(x, w, b, params)? {
+        Some(y) => Ok(y),
+        None => conv2d_with(DEFAULT_ENGINE, x, w, b, params),
+    }
 }
 
 /// [`conv2d`] with the matrix products computed by `engine`.
@@ -267,7 +270,10 @@ pub fn conv2d_backward<T: Scalar>(
     grad_out: ArrayView4<T>,
     params: Conv2dParams,
 ) -> Result<super::naive::Conv2dGrads<T>> {
-    conv2d_backward_with(DEFAULT_ENGINE, x, w, grad_out, params)
+    match super::direct::conv2d_backward(x, w, grad_out, params)? {
+        Some(grads) => Ok(grads),
+        None => conv2d_backward_with(DEFAULT_ENGINE, x, w, grad_out, params),
+    }
 }
 
 /// [`conv2d_backward`] with the matrix products computed by `engine`.

@@ -1,5 +1,6 @@
 #![doc = include_str!("../../chapters/03-convolution-2d.md")]
 
+pub mod direct;
 pub mod fast;
 pub mod naive;
 

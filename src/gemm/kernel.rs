@@ -4,7 +4,7 @@
 //! The portable kernel is plain Rust and runs everywhere (and in the tests on x86_64 too); the
 //! AVX2 + FMA kernels are chosen at run time when the processor has those instructions.
 
-use ndarray::{ArrayViewMut2, NdFloat};
+use ndarray::{Array, ArrayView, ArrayViewMut2, Dimension, NdFloat};
 
 /// The instruction set a micro-kernel uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +102,12 @@ impl<T: NdFloat> MicroKernel<T> {
 pub trait Scalar: NdFloat {
     /// The micro-kernel for `isa`, or `None` if this processor cannot run it.
     fn micro_kernel(isa: Isa) -> Option<MicroKernel<Self>>;
+
+    /// The same view as `f32`, if `Self` is `f32` (kernels written for `f32` only use it).
+    fn as_f32<D: Dimension>(a: ArrayView<'_, Self, D>) -> Option<ArrayView<'_, f32, D>>;
+
+    /// The same array as `Self`, if `Self` is `f32`.
+    fn from_f32<D: Dimension>(a: Array<f32, D>) -> Option<Array<Self, D>>;
 }
 
 const PORTABLE_MR: usize = 4;
@@ -287,7 +293,7 @@ mod avx2 {
 }
 
 macro_rules! scalar {
-    ($t:ty, $avx2:ident) => {
+    ($t:ty, $avx2:ident, $as_f32:expr, $from_f32:expr) => {
         impl Scalar for $t {
             fn micro_kernel(isa: Isa) -> Option<MicroKernel<$t>> {
                 if !isa.is_available() {
@@ -301,9 +307,17 @@ macro_rules! scalar {
                     Isa::Avx2Fma => None,
                 }
             }
+
+            fn as_f32<D: Dimension>(a: ArrayView<'_, $t, D>) -> Option<ArrayView<'_, f32, D>> {
+                $as_f32(a)
+            }
+
+            fn from_f32<D: Dimension>(a: Array<f32, D>) -> Option<Array<$t, D>> {
+                $from_f32(a)
+            }
         }
     };
 }
 
-scalar!(f32, kernel_f32);
-scalar!(f64, kernel_f64);
+scalar!(f32, kernel_f32, Some, Some);
+scalar!(f64, kernel_f64, |_| None, |_| None);

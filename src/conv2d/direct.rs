@@ -1,0 +1,896 @@
+//! Direct convolution on AVX-512: output channels in the lanes of the vector registers, the input
+//! read where it lies, no column matrix.
+//!
+//! im2col copies every window of the input into a column matrix that the matrix product then
+//! reads back, and for the course's CNN that copy costs nearly as much as the product. Here a
+//! 512-bit register holds 16 output channels, and a tile of `MR` neighbouring windows of one
+//! output row × `16·V` channels (`V ≤ 4`) lives in `MR·V` registers. Each tap `(c, k_i, k_j)`
+//! loads the `V` weight vectors `W[o…, c, k_i, k_j]` once and adds them, times the input value
+//! each window sees at that tap broadcast to all lanes, into the tile:
+//!
+//! `y[n, o, i, j] = b[o] + Σ_c Σ_{k_i} Σ_{k_j} W[o, c, k_i, k_j] · x[n, c, i·s_h + k_i·d_h − p_t, j·s_w + k_j·d_w − p_l]`
+//!
+//! The rows of an image are first copied into a buffer with the left and right padding written
+//! as zeros (and, for `s_w > 1`, columns of one phase side by side, so that the windows of a tile
+//! read neighbouring elements). A row of taps that falls in the top or bottom padding is
+//! skipped, not multiplied by zeros.
+//!
+//! The backward pass uses the same tiles:
+//! * at stride 1, `∂L/∂x` is itself a convolution: of `G` with the weights flipped along both
+//!   spatial axes and their two channel axes swapped, padded by `(k − 1)·d − p` on each side;
+//! * `∂L/∂W[o, c, k_i, k_j] = Σ_{n, i, j} G[n, o, i, j] · x[n, c, i·s_h + k_i·d_h − p_t, j + k_j − p_l]`
+//!   is a tile of `MR` taps × `16·V` channels summed over the windows, with `G` packed window by
+//!   window so that each window's channels are one load.
+//!
+//! Every sum runs in an order fixed by the shapes alone: the same inputs give the same bits on
+//! any number of threads. The functions return `Ok(None)` when the processor lacks AVX-512, the
+//! scalar is not `f32`, or the shapes are outside what the kernels cover; [`super::fast`] then
+//! takes its im2col + GEMM path.
+
+use std::ops::Range;
+
+use ndarray::parallel::prelude::*;
+use ndarray::{Array4, ArrayView1, ArrayView3, ArrayView4, Axis, s};
+
+use super::naive::{Conv2dGrads, check_grad_shape};
+use crate::error::Result;
+use crate::gemm::Scalar;
+use crate::shape::{Conv2dParams, ConvGeometry};
+
+/// Call `avx512::$kernel::<MR, V>($job)` for the runtime `($vectors, $mr)`: every tile shape the
+/// drivers use (`mr ≤ max_mr(vectors)`).
+macro_rules! tile_shapes {
+    ($kernel:ident, $job:expr, $vectors:expr, $mr:expr) => {
+        tile_shapes!(@ $kernel, $job, $vectors, $mr, [
+            1: 1 2 3 4 5 6 7 8 9 10 11 12 13 14;
+            2: 1 2 3 4 5 6 7 8 9 10 11 12;
+            3: 1 2 3 4 5 6 7 8;
+            4: 1 2 3 4 5 6;
+        ])
+    };
+    (@ $kernel:ident, $job:expr, $vectors:expr, $mr:expr, [$($v:literal: $($m:literal)*;)*]) => {
+        match ($vectors, $mr) {
+            $($(($v, $m) => avx512::$kernel::<$m, $v>($job),)*)*
+            _ => unreachable!("tiles are at most max_mr(vectors) wide"),
+        }
+    };
+}
+
+/// `f32` lanes of a 512-bit register.
+const LANES: usize = 16;
+/// Registers of output channels per tile: 64 channels.
+const MAX_VECTORS: usize = 4;
+/// Widest tile, in windows (forward) or taps (weight gradient).
+const MAX_MR: usize = 14;
+/// Fewest output channels per group for which a tile is worth its lanes.
+const MIN_CHANNELS: usize = 8;
+/// Fewest taps per output (`C_in/g · kH · kW`) for which the forward kernel beats im2col: with
+/// fewer, turning the window-major sums into channel-major rows costs more than the product
+/// saves (the course's first layer, 25 taps, measured faster by im2col + GEMM).
+const MIN_TAPS: usize = 64;
+/// Windows per fixed piece of the weight gradient's sum over the batch.
+const WINDOWS_PER_BLOCK: usize = 800;
+/// Bytes of packed weights a forward pass over an image's tiles reads (about half of L1).
+const L1_WEIGHT_BYTES: usize = 20 * 1024;
+/// Bytes of packed output gradient one weight tile streams through (about L1's size).
+const SUB_BLOCK_BYTES: usize = 24 * 1024;
+
+/// Whether this processor has AVX-512F, which the kernels need.
+pub fn is_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The widest tile for `vectors` registers of channels: at most 24 accumulators for wide tiles,
+/// so that the `vectors` weights (or gradients) of one tap and two broadcasts fit beside them in
+/// the 32 registers without spilling.
+fn max_mr(vectors: usize) -> usize {
+    match vectors {
+        1 => MAX_MR,
+        2 => 12,
+        3 => 8,
+        _ => 6,
+    }
+}
+
+/// `0..len` cut into the fewest pieces of at most `max`, as equal as possible: `(start, size)`.
+fn pieces(len: usize, max: usize) -> Vec<(usize, usize)> {
+    let count = len.div_ceil(max.max(1));
+    let (base, extra) = (len / count.max(1), len % count.max(1));
+    let mut start = 0;
+    (0..count)
+        .map(|t| {
+            let size = base + usize::from(t < extra);
+            start += size;
+            (start - size, size)
+        })
+        .collect()
+}
+
+/// The `q < count` with `pad ≤ offset + q·step < pad + len`: the taps of a window (or the
+/// windows of a tap) that land inside an axis of `len` elements behind `pad` zeros.
+fn inside(len: usize, count: usize, offset: usize, pad: usize, step: usize) -> Range<usize> {
+    let first = pad.saturating_sub(offset).div_ceil(step).min(count);
+    let end = (pad + len)
+        .saturating_sub(offset)
+        .div_ceil(step)
+        .clamp(first, count);
+    first..end
+}
+
+/// The shapes of one convolution, with the padding before each axis (the padding after it
+/// follows from the output size).
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    batch: usize,
+    c_in: usize,
+    c_out: usize,
+    groups: usize,
+    input: [usize; 2],
+    kernel: [usize; 2],
+    output: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    top: usize,
+    left: usize,
+}
+
+impl Plan {
+    fn new(g: &ConvGeometry<2>) -> Plan {
+        Plan {
+            batch: g.batch,
+            c_in: g.c_in,
+            c_out: g.c_out,
+            groups: g.groups,
+            input: g.input,
+            kernel: g.kernel,
+            output: g.output,
+            stride: g.stride,
+            dilation: g.dilation,
+            top: g.pads[0].left,
+            left: g.pads[1].left,
+        }
+    }
+
+    fn c_in_per_group(&self) -> usize {
+        self.c_in / self.groups
+    }
+
+    fn c_out_per_group(&self) -> usize {
+        self.c_out / self.groups
+    }
+
+    /// The convolution whose output is `∂L/∂x` at stride 1: input `G`, output `x`'s shape,
+    /// padding `(k − 1)·d − p` before each axis. `None` if that padding would be negative.
+    fn transposed(&self) -> Option<Plan> {
+        let reach = |axis: usize| (self.kernel[axis] - 1) * self.dilation[axis];
+        Some(Plan {
+            c_in: self.c_out,
+            c_out: self.c_in,
+            input: self.output,
+            output: self.input,
+            top: reach(0).checked_sub(self.top)?,
+            left: reach(1).checked_sub(self.left)?,
+            ..*self
+        })
+    }
+}
+
+/// Where the padded rows of an image's channels lie in a buffer: column `col` (counted from the
+/// left edge of the padding) of row `r` of channel `c` is at
+/// `c·channel + r·row + (col mod s)·phase + ⌊col / s⌋`, so the windows of a tile, `s` columns
+/// apart in the image, are neighbours in the buffer.
+#[derive(Debug, Clone, Copy)]
+struct Rows {
+    stride: usize,
+    phase: usize,
+    row: usize,
+    channel: usize,
+    channels: usize,
+}
+
+impl Rows {
+    fn new(plan: &Plan, channels: usize) -> Rows {
+        let ([h, w], [_, w_out], [_, kw]) = (plan.input, plan.output, plan.kernel);
+        let (s_w, d_w) = (plan.stride[1], plan.dilation[1]);
+        let width = (plan.left + w).max((w_out - 1) * s_w + (kw - 1) * d_w + 1);
+        let phase = width.div_ceil(s_w);
+        Rows {
+            stride: s_w,
+            phase,
+            row: s_w * phase,
+            channel: h * s_w * phase,
+            channels,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.channels * self.channel
+    }
+
+    /// Position of padded column `col` within a row.
+    fn at(&self, col: usize) -> usize {
+        (col % self.stride) * self.phase + col / self.stride
+    }
+
+    /// Copy the channels of one image `(C, H, W)` into `buf`, `left` zeros before each row. The
+    /// padding positions are never written, so they stay zero from the first sizing on.
+    fn fill(&self, x: ArrayView3<f32>, left: usize, buf: &mut Vec<f32>) {
+        if buf.len() != self.len() {
+            buf.clear();
+            buf.resize(self.len(), 0.0);
+        }
+        for (c, channel) in x.outer_iter().enumerate() {
+            for (r, line) in channel.outer_iter().enumerate() {
+                let dst = &mut buf[c * self.channel + r * self.row..][..self.row];
+                match line.as_slice() {
+                    Some(src) if self.stride == 1 => {
+                        dst[left..left + src.len()].copy_from_slice(src);
+                    }
+                    _ => {
+                        for (j, &v) in line.iter().enumerate() {
+                            dst[self.at(left + j)] = v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Output channels `first..first + lanes` (all in `group`), in `vectors` registers.
+#[derive(Debug, Clone, Copy)]
+struct Channels {
+    group: usize,
+    first: usize,
+    lanes: usize,
+    vectors: usize,
+}
+
+impl Channels {
+    fn width(&self) -> usize {
+        self.vectors * LANES
+    }
+
+    /// Every group's output channels in runs of at most `16·max_vectors`.
+    fn split(plan: &Plan, max_vectors: usize) -> Vec<Channels> {
+        let per_group = plan.c_out_per_group();
+        (0..plan.groups)
+            .flat_map(|group| {
+                (0..per_group)
+                    .step_by(LANES * max_vectors)
+                    .map(move |start| {
+                        let lanes = (per_group - start).min(LANES * max_vectors);
+                        Channels {
+                            group,
+                            first: group * per_group + start,
+                            lanes,
+                            vectors: lanes.div_ceil(LANES),
+                        }
+                    })
+            })
+            .collect()
+    }
+}
+
+/// A run of output channels with its weights packed tap by tap, `[c][k_i][k_j][lane]`, and its
+/// bias, zero in the lanes past the run.
+struct Packed {
+    channels: Channels,
+    weights: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl Packed {
+    fn new(channels: Channels, w: ArrayView4<f32>, b: Option<ArrayView1<f32>>) -> Packed {
+        let (_, per_group, kh, kw) = w.dim();
+        let width = channels.width();
+        let mut weights = vec![0.0; per_group * kh * kw * width];
+        let mut bias = vec![0.0; width];
+        for o in 0..channels.lanes {
+            let filter = w.index_axis(Axis(0), channels.first + o);
+            for ((c, k_i, k_j), &v) in filter.indexed_iter() {
+                weights[((c * kh + k_i) * kw + k_j) * width + o] = v;
+            }
+            if let Some(b) = b {
+                bias[o] = b[channels.first + o];
+            }
+        }
+        Packed {
+            channels,
+            weights,
+            bias,
+        }
+    }
+}
+
+/// The direct convolution of `x` by `w` (shapes already checked by `plan`).
+fn forward(
+    x: ArrayView4<f32>,
+    w: ArrayView4<f32>,
+    b: Option<ArrayView1<f32>>,
+    plan: &Plan,
+) -> Array4<f32> {
+    let [h_out, w_out] = plan.output;
+    let windows = h_out * w_out;
+    let mut out = Array4::<f32>::zeros((plan.batch, plan.c_out, h_out, w_out));
+    if out.is_empty() {
+        return out;
+    }
+    // With few images, narrower runs of channels give every thread work.
+    let max_vectors = if plan.batch >= 2 * rayon::current_num_threads() {
+        MAX_VECTORS
+    } else {
+        2
+    };
+    let packed: Vec<Packed> = Channels::split(plan, max_vectors)
+        .into_iter()
+        .map(|channels| Packed::new(channels, w, b))
+        .collect();
+    let per_group = plan.c_in_per_group();
+    let rows = Rows::new(plan, per_group);
+    let offsets: Vec<usize> = (0..plan.kernel[1])
+        .map(|k_j| rows.at(k_j * plan.dilation[1]))
+        .collect();
+    let mut jobs = Vec::with_capacity(plan.batch * packed.len());
+    let images = out
+        .as_slice_mut()
+        .expect("a new array is contiguous")
+        .chunks_mut(plan.c_out * windows);
+    for (image, mut rest) in images.enumerate() {
+        for run in &packed {
+            let (dst, tail) = rest.split_at_mut(run.channels.lanes * windows);
+            jobs.push((image, run, dst));
+            rest = tail;
+        }
+    }
+    jobs.into_par_iter().for_each_init(
+        || (Vec::new(), Vec::new()),
+        |(buf, sums), (image, run, dst)| {
+            let group = run.channels.group;
+            let x_g = x.slice(s![
+                image,
+                group * per_group..(group + 1) * per_group,
+                ..,
+                ..
+            ]);
+            rows.fill(x_g, plan.left, buf);
+            forward_run(plan, &rows, &offsets, run, buf, sums, dst);
+        },
+    );
+    out
+}
+
+/// One image's output channels of one run, `dst` = `(lanes, H_out·W_out)`. The taps are taken
+/// a few input channels at a time, so that their weights stay in L1 while every tile of the
+/// image uses them; between those passes each tile's sums wait in `sums`, window-major
+/// (`sums[(i·W_out + j)·16·vectors + o]`). Each output still adds its taps in the one order
+/// `(c, k_i, k_j)`.
+fn forward_run(
+    plan: &Plan,
+    rows: &Rows,
+    offsets: &[usize],
+    run: &Packed,
+    buf: &[f32],
+    sums: &mut Vec<f32>,
+    dst: &mut [f32],
+) {
+    let ([h, _], [kh, kw], [h_out, w_out]) = (plan.input, plan.kernel, plan.output);
+    let (s_h, d_h) = (plan.stride[0], plan.dilation[0]);
+    let (width, vectors) = (run.channels.width(), run.channels.vectors);
+    let windows = h_out * w_out;
+    sums.clear();
+    sums.resize(windows * width, 0.0);
+    let row_tiles = pieces(w_out, max_mr(vectors));
+    let per_channel = kh * kw * width * std::mem::size_of::<f32>();
+    let pass = (L1_WEIGHT_BYTES / per_channel).max(1);
+    let mut first = true;
+    for c0 in (0..rows.channels).step_by(pass) {
+        let channels = pass.min(rows.channels - c0);
+        for i in 0..h_out {
+            let taps = inside(h, kh, i * s_h, plan.top, d_h);
+            // The input row of the first tap inside (none is read when there is no such tap).
+            let first_row = (i * s_h + taps.start * d_h).saturating_sub(plan.top);
+            for &(j0, mr) in &row_tiles {
+                let job = ForwardJob {
+                    x: buf,
+                    start: c0 * rows.channel + first_row * rows.row + j0,
+                    channels,
+                    channel: rows.channel,
+                    rows: taps.len(),
+                    row: d_h * rows.row,
+                    offsets,
+                    weights: &run.weights[(c0 * kh + taps.start) * kw * width..],
+                    weights_channel: kh * kw * width,
+                    bias: first.then_some(&run.bias[..]),
+                    vectors,
+                    mr,
+                };
+                job.run(&mut sums[(i * w_out + j0) * width..][..mr * width]);
+            }
+        }
+        first = false;
+    }
+    // The sums are window-major; the output is channel-major.
+    for o in 0..run.channels.lanes {
+        for (d, window) in dst[o * windows..][..windows]
+            .iter_mut()
+            .zip(sums.chunks_exact(width))
+        {
+            *d = window[o];
+        }
+    }
+}
+
+/// One forward tile: `mr` windows from `start` (at tap `(c₀, first row inside, 0)`) ×
+/// `16·vectors` channels, over `channels` input channels. It starts from the bias, or, when
+/// `bias` is `None`, from the sums already in the tile.
+struct ForwardJob<'a> {
+    x: &'a [f32],
+    start: usize,
+    channels: usize,
+    channel: usize,
+    rows: usize,
+    row: usize,
+    offsets: &'a [usize],
+    weights: &'a [f32],
+    weights_channel: usize,
+    bias: Option<&'a [f32]>,
+    vectors: usize,
+    mr: usize,
+}
+
+impl ForwardJob<'_> {
+    /// Add the taps into `tile` (window-major, `tile[t·16·vectors + o]`). Panics if a read
+    /// would leave the slices (a bug in the caller, not bad input).
+    fn run(&self, tile: &mut [f32]) {
+        let width = self.vectors * LANES;
+        assert!(
+            (1..=MAX_VECTORS).contains(&self.vectors)
+                && (1..=max_mr(self.vectors)).contains(&self.mr)
+        );
+        assert!(tile.len() >= self.mr * width);
+        assert!(self.bias.is_none_or(|b| b.len() >= width));
+        let reads = self.rows > 0 && self.channels > 0;
+        if reads {
+            let last = self.start
+                + (self.channels - 1) * self.channel
+                + (self.rows - 1) * self.row
+                + self.offsets.iter().max().copied().unwrap_or(0)
+                + self.mr
+                - 1;
+            assert!(last < self.x.len());
+            assert!(
+                (self.channels - 1) * self.weights_channel + self.rows * self.offsets.len() * width
+                    <= self.weights.len()
+            );
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert!(is_available());
+            let job = avx512::Forward {
+                x: self.x[self.start.min(self.x.len())..].as_ptr(),
+                channels: if reads { self.channels } else { 0 },
+                channel: self.channel,
+                rows: self.rows,
+                row: self.row,
+                offsets: self.offsets.as_ptr(),
+                taps: self.offsets.len(),
+                w: self.weights.as_ptr(),
+                w_channel: self.weights_channel,
+                bias: self.bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
+                tile: tile.as_mut_ptr(),
+            };
+            // SAFETY: AVX-512F was detected; the assertions above bound every element the kernel
+            // reads (x up to `last`, the weights of every channel and row inside, the bias's
+            // `16·vectors` lanes when there is a bias) and the tile's `mr·16·vectors` elements
+            // it reads and writes, and `mr`, `vectors` are instantiated.
+            unsafe { tile_shapes!(forward, &job, self.vectors, self.mr) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("the direct kernels run only where is_available() holds");
+    }
+}
+
+/// `Σ` over the windows of `G ⊗ x` for every tap: the weight gradient, `(C_out, C_in/g, kH, kW)`.
+/// Needs `s_w = d_w = 1`.
+fn weight_grad(x: ArrayView4<f32>, g: ArrayView4<f32>, plan: &Plan) -> Array4<f32> {
+    let ([h, _], [kh, kw], [h_out, w_out]) = (plan.input, plan.kernel, plan.output);
+    let (s_h, d_h) = (plan.stride[0], plan.dilation[0]);
+    let per_group = plan.c_in_per_group();
+    let runs = Channels::split(plan, MAX_VECTORS);
+    // Where each run's packed gradient (per window) and weight gradient (per tap) begin.
+    let mut g_at = Vec::with_capacity(runs.len());
+    let mut dw_at = Vec::with_capacity(runs.len());
+    let (mut g_len, mut dw_len) = (0, 0);
+    for run in &runs {
+        g_at.push(g_len);
+        dw_at.push(dw_len);
+        g_len += h_out * w_out * run.width();
+        dw_len += per_group * kh * kw * run.width();
+    }
+    let mut weight = Array4::<f32>::zeros((plan.c_out, per_group, kh, kw));
+    if plan.batch == 0 || weight.is_empty() || h_out * w_out == 0 {
+        return weight;
+    }
+    let rows = Rows::new(plan, plan.c_in);
+    // Fixed pieces of the sum over windows: whole images, or rows of one large image.
+    let windows = h_out * w_out;
+    let mut slabs: Vec<(Range<usize>, Range<usize>)> = Vec::new();
+    if windows >= WINDOWS_PER_BLOCK {
+        for n in 0..plan.batch {
+            for (r0, count) in pieces(h_out, WINDOWS_PER_BLOCK / w_out) {
+                slabs.push((n..n + 1, r0..r0 + count));
+            }
+        }
+    } else {
+        let per = WINDOWS_PER_BLOCK / windows;
+        for n0 in (0..plan.batch).step_by(per) {
+            slabs.push((n0..(n0 + per).min(plan.batch), 0..h_out));
+        }
+    }
+    let partials: Vec<Vec<f32>> = slabs
+        .into_par_iter()
+        .map_init(
+            || (Vec::new(), vec![0.0f32; g_len]),
+            |(buf, packed_g), (images, out_rows)| {
+                let mut dw = vec![0.0f32; dw_len];
+                for n in images {
+                    rows.fill(x.index_axis(Axis(0), n), plan.left, buf);
+                    // G of this image's rows, window by window: packed_g[at + (r·W_out + j)·width + o].
+                    for (run, &at) in runs.iter().zip(&g_at) {
+                        let width = run.width();
+                        for o in 0..run.lanes {
+                            let plane = g.slice(s![n, run.first + o, out_rows.clone(), ..]);
+                            for ((r, j), &v) in plane.indexed_iter() {
+                                packed_g[at + (r * w_out + j) * width + o] = v;
+                            }
+                        }
+                    }
+                    let sub_rows = (SUB_BLOCK_BYTES / (w_out * MAX_VECTORS * LANES * 4)).max(1);
+                    for (sub0, sub_count) in pieces(out_rows.len(), sub_rows) {
+                        let sub = out_rows.start + sub0..out_rows.start + sub0 + sub_count;
+                        for ((run, &g_off), &dw_off) in runs.iter().zip(&g_at).zip(&dw_at) {
+                            let width = run.width();
+                            let tap_tiles = pieces(kw, max_mr(run.vectors));
+                            for c in 0..per_group {
+                                let channel = run.group * per_group + c;
+                                for k_i in 0..kh {
+                                    let all = inside(h, h_out, k_i * d_h, plan.top, s_h);
+                                    let (from, to) =
+                                        (all.start.max(sub.start), all.end.min(sub.end));
+                                    if from >= to {
+                                        continue;
+                                    }
+                                    let in_row = from * s_h + k_i * d_h - plan.top;
+                                    for &(k_j0, mr) in &tap_tiles {
+                                        let job = WeightJob {
+                                            x: buf,
+                                            start: channel * rows.channel
+                                                + in_row * rows.row
+                                                + k_j0,
+                                            rows: to - from,
+                                            row: s_h * rows.row,
+                                            cols: w_out,
+                                            g: packed_g,
+                                            g_start: g_off
+                                                + (from - out_rows.start) * w_out * width,
+                                            dw: &mut dw,
+                                            dw_start: dw_off + ((c * kh + k_i) * kw + k_j0) * width,
+                                            vectors: run.vectors,
+                                            mr,
+                                        };
+                                        job.run();
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                dw
+            },
+        )
+        .collect();
+    // The pieces' sums, added in order.
+    let mut total = vec![0.0f32; dw_len];
+    for partial in &partials {
+        for (t, p) in total.iter_mut().zip(partial) {
+            *t += p;
+        }
+    }
+    for (run, &at) in runs.iter().zip(&dw_at) {
+        let width = run.width();
+        for o in 0..run.lanes {
+            let mut filter = weight.index_axis_mut(Axis(0), run.first + o);
+            for ((c, k_i, k_j), d) in filter.indexed_iter_mut() {
+                *d = total[at + ((c * kh + k_i) * kw + k_j) * width + o];
+            }
+        }
+    }
+    weight
+}
+
+/// One weight-gradient tile: `mr` taps (neighbouring columns of one input row, from `start`) ×
+/// `16·vectors` channels, summed over `rows` output rows of `cols` windows into
+/// `dw[dw_start..]` (tap-major).
+struct WeightJob<'a> {
+    x: &'a [f32],
+    start: usize,
+    rows: usize,
+    row: usize,
+    cols: usize,
+    g: &'a [f32],
+    g_start: usize,
+    dw: &'a mut [f32],
+    dw_start: usize,
+    vectors: usize,
+    mr: usize,
+}
+
+impl WeightJob<'_> {
+    /// Add the tile into `dw`. Panics if a read or write would leave the slices (a bug in the
+    /// caller, not bad input).
+    fn run(self) {
+        let width = self.vectors * LANES;
+        assert!(
+            (1..=MAX_VECTORS).contains(&self.vectors)
+                && (1..=max_mr(self.vectors)).contains(&self.mr)
+        );
+        assert!(self.rows > 0 && self.cols > 0);
+        assert!(self.start + (self.rows - 1) * self.row + self.cols + self.mr - 1 <= self.x.len());
+        assert!(self.g_start + ((self.rows - 1) * self.cols + self.cols) * width <= self.g.len());
+        assert!(self.dw_start + self.mr * width <= self.dw.len());
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert!(is_available());
+            let job = avx512::Weight {
+                x: self.x[self.start..].as_ptr(),
+                rows: self.rows,
+                row: self.row,
+                cols: self.cols,
+                g: self.g[self.g_start..].as_ptr(),
+                dw: self.dw[self.dw_start..].as_mut_ptr(),
+            };
+            // SAFETY: AVX-512F was detected; the assertions above bound every element read from
+            // x (up to the last row's column `cols − 1 + mr − 1`), from the packed gradient
+            // (`rows·cols` windows of `16·vectors` lanes) and the `mr·16·vectors` elements of
+            // dw, and `mr`, `vectors` are instantiated.
+            unsafe { tile_shapes!(weight, &job, self.vectors, self.mr) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("the direct kernels run only where is_available() holds");
+    }
+}
+
+/// `∂L/∂x` at stride 1: the convolution of `G` by the flipped, channel-swapped weights.
+fn input_grad(
+    w: ArrayView4<f32>,
+    g: ArrayView4<f32>,
+    plan: &Plan,
+    transposed: &Plan,
+) -> Array4<f32> {
+    let (per_group, out_per_group) = (plan.c_in_per_group(), plan.c_out_per_group());
+    let [kh, kw] = plan.kernel;
+    let flipped = Array4::from_shape_fn((plan.c_in, out_per_group, kh, kw), |(c, o, k_i, k_j)| {
+        let group = c / per_group;
+        w[[
+            group * out_per_group + o,
+            c % per_group,
+            kh - 1 - k_i,
+            kw - 1 - k_j,
+        ]]
+    });
+    forward(g, flipped.view(), None, transposed)
+}
+
+/// [`super::fast::conv2d`] by the direct kernel, or `Ok(None)` where it does not apply (no
+/// AVX-512, not `f32`, fewer than 8 output channels per group or 64 taps per output). Shapes
+/// are checked first.
+pub fn conv2d<T: Scalar>(
+    x: ArrayView4<T>,
+    w: ArrayView4<T>,
+    b: Option<ArrayView1<T>>,
+    params: Conv2dParams,
+) -> Result<Option<Array4<T>>> {
+    let ((n, c_in, h, wd), (c_out, c_in_per_group, kh, kw)) = (x.dim(), w.dim());
+    let geo = ConvGeometry::new(
+        (n, c_in, [h, wd]),
+        (c_out, c_in_per_group, [kh, kw]),
+        b.map(|b| b.len()),
+        params,
+    )?;
+    let plan = Plan::new(&geo);
+    if !is_available()
+        || plan.c_out_per_group() < MIN_CHANNELS
+        || plan.c_in_per_group() * kh * kw < MIN_TAPS
+    {
+        return Ok(None);
+    }
+    let (Some(x), Some(w)) = (T::as_f32(x), T::as_f32(w)) else {
+        return Ok(None);
+    };
+    let b = b.and_then(T::as_f32);
+    Ok(T::from_f32(forward(x, w, b, &plan)))
+}
+
+/// [`super::fast::conv2d_backward`] by the direct kernels, or `Ok(None)` where they do not apply
+/// (no AVX-512, not `f32`, a stride other than 1, a column dilation other than 1, padding beyond
+/// `(k − 1)·d`, fewer than 8 input or output channels per group). Shapes are checked first.
+pub fn conv2d_backward<T: Scalar>(
+    x: ArrayView4<T>,
+    w: ArrayView4<T>,
+    grad_out: ArrayView4<T>,
+    params: Conv2dParams,
+) -> Result<Option<Conv2dGrads<T>>> {
+    let ((n, c_in, h, wd), (c_out, c_in_per_group, kh, kw)) = (x.dim(), w.dim());
+    let geo = ConvGeometry::new(
+        (n, c_in, [h, wd]),
+        (c_out, c_in_per_group, [kh, kw]),
+        None,
+        params,
+    )?;
+    check_grad_shape(grad_out.shape(), &[n, c_out, geo.output[0], geo.output[1]])?;
+    let plan = Plan::new(&geo);
+    let Some(transposed) = plan.transposed() else {
+        return Ok(None);
+    };
+    // The right and bottom padding must fit `(k − 1)·d` too.
+    let fits = |axis: usize| geo.pads[axis].right <= (plan.kernel[axis] - 1) * plan.dilation[axis];
+    if !is_available()
+        || plan.stride != [1, 1]
+        || plan.dilation[1] != 1
+        || !fits(0)
+        || !fits(1)
+        || plan.c_in_per_group() < MIN_CHANNELS
+        || plan.c_out_per_group() < MIN_CHANNELS
+    {
+        return Ok(None);
+    }
+    let (Some(x), Some(w), Some(g)) = (T::as_f32(x), T::as_f32(w), T::as_f32(grad_out)) else {
+        return Ok(None);
+    };
+    let weight = weight_grad(x, g, &plan);
+    let input = input_grad(w, g, &plan, &transposed);
+    let bias = g.sum_axis(Axis(3)).sum_axis(Axis(2)).sum_axis(Axis(0));
+    Ok(
+        match (T::from_f32(input), T::from_f32(weight), T::from_f32(bias)) {
+            (Some(input), Some(weight), Some(bias)) => Some(Conv2dGrads {
+                input,
+                weight,
+                bias,
+            }),
+            _ => None,
+        },
+    )
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::LANES;
+    use std::arch::x86_64::*;
+
+    /// A forward tile's pointers: `x` at window 0 of the first row inside for channel 0, `w` at
+    /// that row's first tap, `offsets[k_j]` the buffer offset of tap column `k_j`.
+    pub(super) struct Forward {
+        pub x: *const f32,
+        pub channels: usize,
+        pub channel: usize,
+        pub rows: usize,
+        pub row: usize,
+        pub offsets: *const usize,
+        pub taps: usize,
+        pub w: *const f32,
+        pub w_channel: usize,
+        pub bias: *const f32,
+        pub tile: *mut f32,
+    }
+
+    /// `tile[t][o] = s[t][o] + Σ_{c, rows, k_j} w[c][row][k_j][o] · x[c·channel + row·row +
+    /// offsets[k_j] + t]` for `t < MR`, `o < 16·V`, where `s` is `bias[o]`, or the tile's own
+    /// values when `bias` is null.
+    ///
+    /// # Safety
+    /// The processor must have AVX-512F, and every address named above must lie inside the
+    /// buffers behind the pointers.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn forward<const MR: usize, const V: usize>(t: &Forward) {
+        let width = V * LANES;
+        let mut acc = [[_mm512_setzero_ps(); V]; MR];
+        // SAFETY: the caller guarantees every address read and written lies in its buffer.
+        unsafe {
+            for (i, row) in acc.iter_mut().enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = if t.bias.is_null() {
+                        _mm512_loadu_ps(t.tile.add(i * width + j * LANES))
+                    } else {
+                        _mm512_loadu_ps(t.bias.add(j * LANES))
+                    };
+                }
+            }
+            for c in 0..t.channels {
+                let mut x_row = t.x.add(c * t.channel);
+                let mut w = t.w.add(c * t.w_channel);
+                for _ in 0..t.rows {
+                    for k_j in 0..t.taps {
+                        let x = x_row.add(*t.offsets.add(k_j));
+                        let mut wv = [_mm512_setzero_ps(); V];
+                        for (j, v) in wv.iter_mut().enumerate() {
+                            *v = _mm512_loadu_ps(w.add(j * LANES));
+                        }
+                        for (i, row) in acc.iter_mut().enumerate() {
+                            let a = _mm512_set1_ps(*x.add(i));
+                            for (r, &v) in row.iter_mut().zip(&wv) {
+                                *r = _mm512_fmadd_ps(a, v, *r);
+                            }
+                        }
+                        w = w.add(width);
+                    }
+                    x_row = x_row.add(t.row);
+                }
+            }
+            for (i, row) in acc.iter().enumerate() {
+                for (j, &v) in row.iter().enumerate() {
+                    _mm512_storeu_ps(t.tile.add(i * width + j * LANES), v);
+                }
+            }
+        }
+    }
+
+    /// A weight tile's pointers: `x` at window `(first row, 0)` of the first tap, `g` at that
+    /// window's packed gradient, `dw` at the first tap's `16·V` sums.
+    pub(super) struct Weight {
+        pub x: *const f32,
+        pub rows: usize,
+        pub row: usize,
+        pub cols: usize,
+        pub g: *const f32,
+        pub dw: *mut f32,
+    }
+
+    /// `dw[t][o] += Σ_{r < rows, j < cols} g[(r·cols + j)·16·V + o] · x[r·row + j + t]` for
+    /// `t < MR`, `o < 16·V`, summed window by window in that order.
+    ///
+    /// # Safety
+    /// The processor must have AVX-512F, and every address named above must lie inside the
+    /// buffers behind the pointers.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn weight<const MR: usize, const V: usize>(t: &Weight) {
+        let width = V * LANES;
+        let mut acc = [[_mm512_setzero_ps(); V]; MR];
+        // SAFETY: the caller guarantees every address read and written lies in its buffer.
+        unsafe {
+            for (i, row) in acc.iter_mut().enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = _mm512_loadu_ps(t.dw.add(i * width + j * LANES));
+                }
+            }
+            for r in 0..t.rows {
+                let x = t.x.add(r * t.row);
+                let g = t.g.add(r * t.cols * width);
+                for col in 0..t.cols {
+                    let mut gv = [_mm512_setzero_ps(); V];
+                    for (j, v) in gv.iter_mut().enumerate() {
+                        *v = _mm512_loadu_ps(g.add(col * width + j * LANES));
+                    }
+                    for (i, row) in acc.iter_mut().enumerate() {
+                        let a = _mm512_set1_ps(*x.add(col + i));
+                        for (r, &v) in row.iter_mut().zip(&gv) {
+                            *r = _mm512_fmadd_ps(a, v, *r);
+                        }
+                    }
+                }
+            }
+            for (i, row) in acc.iter().enumerate() {
+                for (j, &v) in row.iter().enumerate() {
+                    _mm512_storeu_ps(t.dw.add(i * width + j * LANES), v);
+                }
+            }
+        }
+    }
+}
