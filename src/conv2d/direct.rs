@@ -72,6 +72,8 @@ const MIN_TAPS: usize = 64;
 const WINDOWS_PER_BLOCK: usize = 800;
 /// Bytes of packed weights a forward pass over an image's tiles reads (about half of L1).
 const L1_WEIGHT_BYTES: usize = 20 * 1024;
+/// Windows whose sums are turned channel-major together.
+const TRANSPOSE_WINDOWS: usize = 32;
 /// Bytes of packed output gradient one weight tile streams through (about L1's size).
 const SUB_BLOCK_BYTES: usize = 24 * 1024;
 
@@ -219,15 +221,21 @@ impl Rows {
         (col % self.stride) * self.phase + col / self.stride
     }
 
-    /// Copy the channels of one image `(C, H, W)` into `buf`, `left` zeros before each row. The
-    /// padding positions are never written, so they stay zero from the first sizing on.
-    fn fill(&self, x: ArrayView3<f32>, left: usize, buf: &mut Vec<f32>) {
+    /// Copy rows `lines` of the channels of one image `(C, H, W)` into `buf`, `left` zeros
+    /// before each row. The padding positions are never written, so they stay zero from the
+    /// first sizing on.
+    fn fill(&self, x: ArrayView3<f32>, lines: Range<usize>, left: usize, buf: &mut Vec<f32>) {
         if buf.len() != self.len() {
             buf.clear();
             buf.resize(self.len(), 0.0);
         }
         for (c, channel) in x.outer_iter().enumerate() {
-            for (r, line) in channel.outer_iter().enumerate() {
+            for (r, line) in channel
+                .outer_iter()
+                .enumerate()
+                .skip(lines.start)
+                .take(lines.len())
+            {
                 let dst = &mut buf[c * self.channel + r * self.row..][..self.row];
                 match line.as_slice() {
                     Some(src) if self.stride == 1 => {
@@ -360,7 +368,7 @@ fn forward(
                 ..,
                 ..
             ]);
-            rows.fill(x_g, plan.left, buf);
+            rows.fill(x_g, 0..plan.input[0], plan.left, buf);
             forward_run(plan, &rows, &offsets, run, buf, sums, dst);
         },
     );
@@ -417,13 +425,18 @@ fn forward_run(
         }
         first = false;
     }
-    // The sums are window-major; the output is channel-major.
-    for o in 0..run.channels.lanes {
-        for (d, window) in dst[o * windows..][..windows]
-            .iter_mut()
-            .zip(sums.chunks_exact(width))
-        {
-            *d = window[o];
+    // The sums are window-major; the output is channel-major. A few windows at a time, so that
+    // their sums stay in L1 while every channel's row takes its part.
+    for w0 in (0..windows).step_by(TRANSPOSE_WINDOWS) {
+        let count = TRANSPOSE_WINDOWS.min(windows - w0);
+        let block = &sums[w0 * width..(w0 + count) * width];
+        for o in 0..run.channels.lanes {
+            for (d, window) in dst[o * windows + w0..][..count]
+                .iter_mut()
+                .zip(block.chunks_exact(width))
+            {
+                *d = window[o];
+            }
         }
     }
 }
@@ -542,14 +555,24 @@ fn weight_grad(x: ArrayView4<f32>, g: ArrayView4<f32>, plan: &Plan) -> Array4<f3
             |(buf, packed_g), (images, out_rows)| {
                 let mut dw = vec![0.0f32; dw_len];
                 for n in images {
-                    rows.fill(x.index_axis(Axis(0), n), plan.left, buf);
-                    // G of this image's rows, window by window: packed_g[at + (r·W_out + j)·width + o].
+                    // The input rows these output rows read.
+                    let lines = (out_rows.start * s_h).saturating_sub(plan.top)
+                        ..((out_rows.end - 1) * s_h + (kh - 1) * d_h + 1)
+                            .saturating_sub(plan.top)
+                            .min(h);
+                    rows.fill(x.index_axis(Axis(0), n), lines, plan.left, buf);
+                    // G of this image's rows, window by window: packed_g[at + (r·W_out + j)·width + o],
+                    // a row of windows at a time so that its lines stay in L1.
                     for (run, &at) in runs.iter().zip(&g_at) {
                         let width = run.width();
-                        for o in 0..run.lanes {
-                            let plane = g.slice(s![n, run.first + o, out_rows.clone(), ..]);
-                            for ((r, j), &v) in plane.indexed_iter() {
-                                packed_g[at + (r * w_out + j) * width + o] = v;
+                        for (r, out_row) in out_rows.clone().enumerate() {
+                            let dst = &mut packed_g[at + r * w_out * width..][..w_out * width];
+                            let plane =
+                                g.slice(s![n, run.first..run.first + run.lanes, out_row, ..]);
+                            for (o, line) in plane.outer_iter().enumerate() {
+                                for (window, &v) in dst.chunks_exact_mut(width).zip(line) {
+                                    window[o] = v;
+                                }
                             }
                         }
                     }
