@@ -72,8 +72,6 @@ const MIN_TAPS: usize = 64;
 const WINDOWS_PER_BLOCK: usize = 800;
 /// Bytes of packed weights a forward pass over an image's tiles reads (about half of L1).
 const L1_WEIGHT_BYTES: usize = 20 * 1024;
-/// Windows whose sums are turned channel-major together.
-const TRANSPOSE_WINDOWS: usize = 32;
 /// Bytes of packed output gradient one weight tile streams through (about L1's size).
 const SUB_BLOCK_BYTES: usize = 24 * 1024;
 
@@ -124,6 +122,15 @@ fn inside(len: usize, count: usize, offset: usize, pad: usize, step: usize) -> R
         .div_ceil(step)
         .clamp(first, count);
     first..end
+}
+
+/// Whether the output positions of a run of channels, `16·MAX_VECTORS` planes of `size`, have
+/// indices that fit the 32-bit offsets of a scatter.
+fn scatter_fits(size: [usize; 2]) -> bool {
+    size[0]
+        .checked_mul(size[1])
+        .and_then(|plane| plane.checked_mul(LANES * MAX_VECTORS))
+        .is_some_and(|n| n < i32::MAX as usize)
 }
 
 /// The shapes of one convolution, with the padding before each axis (the padding after it
@@ -378,8 +385,8 @@ fn forward(
 /// One image's output channels of one run, `dst` = `(lanes, H_out·W_out)`. The taps are taken
 /// a few input channels at a time, so that their weights stay in L1 while every tile of the
 /// image uses them; between those passes each tile's sums wait in `sums`, window-major
-/// (`sums[(i·W_out + j)·16·vectors + o]`). Each output still adds its taps in the one order
-/// `(c, k_i, k_j)`.
+/// (`sums[(i·W_out + j)·16·vectors + o]`), and the last pass scatters them to the channel rows
+/// of the output. Each output still adds its taps in the one order `(c, k_i, k_j)`.
 fn forward_run(
     plan: &Plan,
     rows: &Rows,
@@ -393,14 +400,16 @@ fn forward_run(
     let (s_h, d_h) = (plan.stride[0], plan.dilation[0]);
     let (width, vectors) = (run.channels.width(), run.channels.vectors);
     let windows = h_out * w_out;
-    sums.clear();
-    sums.resize(windows * width, 0.0);
+    // Every pass writes the sums before the next reads them: no need to clear them.
+    if sums.len() < windows * width {
+        sums.resize(windows * width, 0.0);
+    }
     let row_tiles = pieces(w_out, max_mr(vectors));
     let per_channel = kh * kw * width * std::mem::size_of::<f32>();
     let pass = (L1_WEIGHT_BYTES / per_channel).max(1);
-    let mut first = true;
     for c0 in (0..rows.channels).step_by(pass) {
         let channels = pass.min(rows.channels - c0);
+        let last = c0 + channels == rows.channels;
         for i in 0..h_out {
             let taps = inside(h, kh, i * s_h, plan.top, d_h);
             // The input row of the first tap inside (none is read when there is no such tap).
@@ -416,29 +425,28 @@ fn forward_run(
                     offsets,
                     weights: &run.weights[(c0 * kh + taps.start) * kw * width..],
                     weights_channel: kh * kw * width,
-                    bias: first.then_some(&run.bias[..]),
+                    bias: (c0 == 0).then_some(&run.bias[..]),
                     vectors,
                     mr,
                 };
-                job.run(&mut sums[(i * w_out + j0) * width..][..mr * width]);
-            }
-        }
-        first = false;
-    }
-    // The sums are window-major; the output is channel-major. A few windows at a time, so that
-    // their sums stay in L1 while every channel's row takes its part.
-    for w0 in (0..windows).step_by(TRANSPOSE_WINDOWS) {
-        let count = TRANSPOSE_WINDOWS.min(windows - w0);
-        let block = &sums[w0 * width..(w0 + count) * width];
-        for o in 0..run.channels.lanes {
-            for (d, window) in dst[o * windows + w0..][..count]
-                .iter_mut()
-                .zip(block.chunks_exact(width))
-            {
-                *d = window[o];
+                let sums = &mut sums[(i * w_out + j0) * width..][..mr * width];
+                // The last pass writes each window's channels to their rows of the output.
+                let out = last.then(|| Scatter {
+                    dst: &mut dst[i * w_out + j0..],
+                    stride: windows,
+                    lanes: run.channels.lanes,
+                });
+                job.run(sums, out);
             }
         }
     }
+}
+
+/// Where the last pass writes a tile: channel `o` of window `t` to `dst[o·stride + t]`.
+struct Scatter<'a> {
+    dst: &'a mut [f32],
+    stride: usize,
+    lanes: usize,
 }
 
 /// One forward tile: `mr` windows from `start` (at tap `(c₀, first row inside, 0)`) ×
@@ -460,9 +468,10 @@ struct ForwardJob<'a> {
 }
 
 impl ForwardJob<'_> {
-    /// Add the taps into `tile` (window-major, `tile[t·16·vectors + o]`). Panics if a read
-    /// would leave the slices (a bug in the caller, not bad input).
-    fn run(&self, tile: &mut [f32]) {
+    /// Add the taps into `tile` (window-major, `tile[t·16·vectors + o]`), or, with `out`, write
+    /// the sums there instead. Panics if a read would leave the slices (a bug in the caller, not
+    /// bad input).
+    fn run(&self, tile: &mut [f32], out: Option<Scatter>) {
         let width = self.vectors * LANES;
         assert!(
             (1..=MAX_VECTORS).contains(&self.vectors)
@@ -470,6 +479,14 @@ impl ForwardJob<'_> {
         );
         assert!(tile.len() >= self.mr * width);
         assert!(self.bias.is_none_or(|b| b.len() >= width));
+        let (out, stride, lanes) = match out {
+            Some(Scatter { dst, stride, lanes }) => {
+                assert!((1..=width).contains(&lanes) && (lanes - 1) * stride < i32::MAX as usize);
+                assert!((lanes - 1) * stride + self.mr <= dst.len());
+                (dst.as_mut_ptr(), stride, lanes)
+            }
+            None => (std::ptr::null_mut(), 0, 0),
+        };
         let reads = self.rows > 0 && self.channels > 0;
         if reads {
             let last = self.start
@@ -499,11 +516,15 @@ impl ForwardJob<'_> {
                 w_channel: self.weights_channel,
                 bias: self.bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
                 tile: tile.as_mut_ptr(),
+                out,
+                out_stride: stride,
+                lanes,
             };
             // SAFETY: AVX-512F was detected; the assertions above bound every element the kernel
             // reads (x up to `last`, the weights of every channel and row inside, the bias's
-            // `16·vectors` lanes when there is a bias) and the tile's `mr·16·vectors` elements
-            // it reads and writes, and `mr`, `vectors` are instantiated.
+            // `16·vectors` lanes when there is a bias), the tile's `mr·16·vectors` elements it
+            // reads and writes, and the output's `(lanes − 1)·stride + mr` elements it scatters
+            // to (their indices fit an i32), and `mr`, `vectors` are instantiated.
             unsafe { tile_shapes!(forward, &job, self.vectors, self.mr) }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -732,6 +753,7 @@ pub fn conv2d<T: Scalar>(
     if !is_available()
         || plan.c_out_per_group() < MIN_CHANNELS
         || plan.c_in_per_group() * kh * kw < MIN_TAPS
+        || !scatter_fits(plan.output)
     {
         return Ok(None);
     }
@@ -772,6 +794,7 @@ pub fn conv2d_backward<T: Scalar>(
         || !fits(1)
         || plan.c_in_per_group() < MIN_CHANNELS
         || plan.c_out_per_group() < MIN_CHANNELS
+        || !scatter_fits(plan.input)
     {
         return Ok(None);
     }
@@ -812,11 +835,15 @@ mod avx512 {
         pub w_channel: usize,
         pub bias: *const f32,
         pub tile: *mut f32,
+        pub out: *mut f32,
+        pub out_stride: usize,
+        pub lanes: usize,
     }
 
     /// `tile[t][o] = s[t][o] + Σ_{c, rows, k_j} w[c][row][k_j][o] · x[c·channel + row·row +
     /// offsets[k_j] + t]` for `t < MR`, `o < 16·V`, where `s` is `bias[o]`, or the tile's own
-    /// values when `bias` is null.
+    /// values when `bias` is null. When `out` is not null the sums go to `out[o·out_stride + t]`
+    /// for `o < lanes` instead.
     ///
     /// # Safety
     /// The processor must have AVX-512F, and every address named above must lie inside the
@@ -857,9 +884,24 @@ mod avx512 {
                     x_row = x_row.add(t.row);
                 }
             }
-            for (i, row) in acc.iter().enumerate() {
-                for (j, &v) in row.iter().enumerate() {
-                    _mm512_storeu_ps(t.tile.add(i * width + j * LANES), v);
+            if t.out.is_null() {
+                for (i, row) in acc.iter().enumerate() {
+                    for (j, &v) in row.iter().enumerate() {
+                        _mm512_storeu_ps(t.tile.add(i * width + j * LANES), v);
+                    }
+                }
+            } else {
+                let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+                let stride = _mm512_set1_epi32(t.out_stride as i32);
+                for j in 0..V {
+                    let first = j * LANES;
+                    let rest = t.lanes.saturating_sub(first).min(LANES);
+                    let mask = ((1u32 << rest) - 1) as __mmask16;
+                    let channel = _mm512_add_epi32(_mm512_set1_epi32(first as i32), lane);
+                    let index = _mm512_mullo_epi32(channel, stride);
+                    for (i, row) in acc.iter().enumerate() {
+                        _mm512_mask_i32scatter_ps::<4>(t.out.add(i), mask, index, row[j]);
+                    }
                 }
             }
         }
