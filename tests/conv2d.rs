@@ -818,8 +818,9 @@ fn conv3d_on_views() {
 
 // ------------------------------------------------------- the direct (AVX-512) kernel
 
-/// Calls with enough output channels per group for the direct kernel: 8 to 70 (and, often
-/// enough, 64 taps per output: `C_in/g · kH · kW`), so that tiles of
+/// Calls for both direct kernels: fewer than 64 taps per output (`C_in/g · kH · kW`, windows in
+/// the lanes, output rows up to 24 windows wide and up to 70 channels) or more (output channels
+/// in the lanes, 1 to 70 of them per group), so that tiles of
 /// one to four registers, partly filled registers and several runs of 64 channels all occur;
 /// output rows up to 24 windows, so that rows split into several tiles.
 fn direct_case() -> impl Strategy<
@@ -832,7 +833,7 @@ fn direct_case() -> impl Strategy<
     ),
 > {
     (
-        (1usize..3, 1usize..3, 1usize..12, 8usize..71), // batch, groups, c_in/g, c_out/g
+        (1usize..3, 1usize..3, 1usize..12, 1usize..71), // batch, groups, c_in/g, c_out/g
         (1usize..6, 1usize..6, 1usize..10, 1usize..25), // kH, kW, H, W
         (1usize..4, 1usize..4, 1usize..3, 1usize..3),   // strides, dilations
         (0usize..7, 0usize..7, any::<bool>(), 0usize..3),
@@ -873,8 +874,8 @@ fn direct_case() -> impl Strategy<
 proptest! {
     #![proptest_config(cases(96))]
 
-    /// The direct kernel equals the naive one wherever it runs (f32 on AVX-512, 64 taps or
-    /// more); elsewhere it declines and `fast::conv2d` takes im2col + GEMM, which equals naive too.
+    /// The direct kernels equal the naive one wherever they run (f32 on AVX-512; with 64 taps or
+    /// more, 8 output channels per group or more); elsewhere they decline and `fast::conv2d` takes im2col + GEMM, which equals naive too.
     #[test]
     fn conv2d_direct_equals_naive((x, w, b, p, layout) in direct_case()) {
         let x32 = x.mapv(|v| v as f32);
@@ -903,8 +904,9 @@ proptest! {
                 )
                 .unwrap();
                 let direct = direct.unwrap();
-                let (_, cpg, kh, kw) = w32.dim();
-                let applies = convlab::conv2d::direct::is_available() && cpg * kh * kw >= 64;
+                let (c_out, cpg, kh, kw) = w32.dim();
+                let opg = c_out / p.groups;
+                let applies = convlab::conv2d::direct::is_available() && (cpg * kh * kw < 64 || opg >= 8);
                 prop_assert_eq!(direct.is_some(), applies);
                 if let Some(direct) = direct {
                     agree(&format!("direct {p:?}"), &direct, &reference, &size, RTOL_F32)?;

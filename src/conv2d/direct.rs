@@ -56,6 +56,25 @@ macro_rules! tile_shapes {
     };
 }
 
+/// Call `avx512::rows::<MR, V>($job)` for the runtime `($vectors, $mr)`: every row tile shape
+/// (`mr ≤ max_channels(vectors)`).
+macro_rules! row_shapes {
+    ($job:expr, $vectors:expr, $mr:expr) => {
+        row_shapes!(@ $job, $vectors, $mr, [
+            1: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16;
+            2: 1 2 3 4 5 6 7 8 9 10 11 12;
+            3: 1 2 3 4 5 6 7 8;
+            4: 1 2 3 4 5 6;
+        ])
+    };
+    (@ $job:expr, $vectors:expr, $mr:expr, [$($v:literal: $($m:literal)*;)*]) => {
+        match ($vectors, $mr) {
+            $($(($v, $m) => avx512::rows::<$m, $v>($job),)*)*
+            _ => unreachable!("row tiles are at most max_channels(vectors) tall"),
+        }
+    };
+}
+
 /// `f32` lanes of a 512-bit register.
 const LANES: usize = 16;
 /// Registers of output channels per tile: 64 channels.
@@ -532,6 +551,193 @@ impl ForwardJob<'_> {
     }
 }
 
+/// Widest row tile for `vectors` registers of windows: the accumulators, the `vectors` inputs of
+/// a tap and a broadcast weight fit in the 32 registers.
+fn max_channels(vectors: usize) -> usize {
+    match vectors {
+        1 => 16,
+        2 => 12,
+        3 => 8,
+        _ => 6,
+    }
+}
+
+/// The direct convolution with the windows of an output row in the lanes, for calls with few
+/// taps per output (`C_in/g · kH · kW < 64`, such as the course's first layer): a tile is `MR`
+/// output channels × up to 64 neighbouring windows of one row. Each tap loads the windows' input
+/// values (neighbours in the row buffer) and adds them, times each channel's weight broadcast to
+/// all lanes, to the tile, which is stored straight into the output's rows.
+fn forward_rows(
+    x: ArrayView4<f32>,
+    w: ArrayView4<f32>,
+    b: Option<ArrayView1<f32>>,
+    plan: &Plan,
+) -> Array4<f32> {
+    let ([h, _], [kh, kw], [h_out, w_out]) = (plan.input, plan.kernel, plan.output);
+    let (s_h, d_h) = (plan.stride[0], plan.dilation[0]);
+    let windows = h_out * w_out;
+    let mut out = Array4::<f32>::zeros((plan.batch, plan.c_out, h_out, w_out));
+    if out.is_empty() {
+        return out;
+    }
+    let (per_group, out_per_group) = (plan.c_in_per_group(), plan.c_out_per_group());
+    // Weights `[group][c][k_i][k_j][o]`: a tap's output channels side by side.
+    let taps = per_group * kh * kw;
+    let mut weights = vec![0.0f32; plan.groups * taps * out_per_group];
+    for ((o, c, k_i, k_j), &v) in w.indexed_iter() {
+        let (group, o) = (o / out_per_group, o % out_per_group);
+        weights[(group * taps + (c * kh + k_i) * kw + k_j) * out_per_group + o] = v;
+    }
+    let bias: Vec<f32> = match b {
+        Some(b) => b.to_vec(),
+        None => vec![0.0; plan.c_out],
+    };
+    let rows = Rows::new(plan, per_group);
+    // Per output row, its taps inside the input: (input offset, tap index).
+    let lists: Vec<Taps> = (0..h_out)
+        .map(|i| {
+            let mut list = Taps::default();
+            for c in 0..per_group {
+                for k_i in inside(h, kh, i * s_h, plan.top, d_h) {
+                    let line = c * rows.channel + (i * s_h + k_i * d_h - plan.top) * rows.row;
+                    for k_j in 0..kw {
+                        let offset = rows.at(k_j * plan.dilation[1]);
+                        list.push(line + offset, (c * kh + k_i) * kw + k_j);
+                    }
+                }
+            }
+            list
+        })
+        .collect();
+    let vectors = w_out.min(MAX_VECTORS * LANES).div_ceil(LANES);
+    let row_tiles = pieces(w_out, vectors * LANES);
+    let channel_tiles = pieces(out_per_group, max_channels(vectors));
+    let mut jobs = Vec::with_capacity(plan.batch * plan.groups);
+    let images = out
+        .as_slice_mut()
+        .expect("a new array is contiguous")
+        .chunks_mut(plan.c_out * windows);
+    for (image, planes) in images.enumerate() {
+        for (group, dst) in planes.chunks_mut(out_per_group * windows).enumerate() {
+            jobs.push((image, group, dst));
+        }
+    }
+    jobs.into_par_iter()
+        .for_each_init(Vec::new, |buf, (image, group, dst)| {
+            let x_g = x.slice(s![
+                image,
+                group * per_group..(group + 1) * per_group,
+                ..,
+                ..
+            ]);
+            rows.fill(x_g, 0..h, plan.left, buf);
+            let weights = &weights[group * taps * out_per_group..][..taps * out_per_group];
+            let bias = &bias[group * out_per_group..][..out_per_group];
+            for (i, list) in lists.iter().enumerate() {
+                for &(o0, mr) in &channel_tiles {
+                    for &(j0, valid) in &row_tiles {
+                        RowJob {
+                            x: buf,
+                            start: j0,
+                            taps: list,
+                            weights: &weights[o0..],
+                            tap_stride: out_per_group,
+                            bias: &bias[o0..o0 + mr],
+                            vectors,
+                            mr,
+                            valid,
+                        }
+                        .run(&mut dst[o0 * windows + i * w_out + j0..], windows);
+                    }
+                }
+            }
+        });
+    out
+}
+
+/// One row tile: `mr` output channels × `valid ≤ 16·vectors` windows from `start`, over the taps
+/// of `taps`, whose weights for channel `m` are at `weights[tap·tap_stride + m]`.
+struct RowJob<'a> {
+    x: &'a [f32],
+    start: usize,
+    taps: &'a Taps,
+    weights: &'a [f32],
+    tap_stride: usize,
+    bias: &'a [f32],
+    vectors: usize,
+    mr: usize,
+    valid: usize,
+}
+
+impl RowJob<'_> {
+    /// Write the tile to `out[m·stride + t]`. Panics if a read or write would leave the slices
+    /// (a bug in the caller, not bad input).
+    fn run(&self, out: &mut [f32], stride: usize) {
+        assert!(
+            (1..=MAX_VECTORS).contains(&self.vectors)
+                && (1..=max_channels(self.vectors)).contains(&self.mr)
+                && (1..=self.vectors * LANES).contains(&self.valid)
+        );
+        assert!(self.bias.len() >= self.mr);
+        assert!((self.mr - 1) * stride + self.valid <= out.len());
+        let count = self.taps.list.len();
+        if count > 0 {
+            assert!(self.start + self.taps.x_reach + self.valid <= self.x.len());
+            assert!(self.taps.w_reach * self.tap_stride + self.mr <= self.weights.len());
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert!(is_available());
+            let job = avx512::Row {
+                x: self.x[self.start.min(self.x.len())..].as_ptr(),
+                taps: self.taps.list.as_ptr(),
+                count,
+                w: self.weights.as_ptr(),
+                tap_stride: self.tap_stride,
+                bias: self.bias.as_ptr(),
+                out: out.as_mut_ptr(),
+                stride,
+                valid: self.valid,
+            };
+            // SAFETY: AVX-512F was detected; the assertions above bound every element the kernel
+            // touches: the inputs `start + x + t` for `t < valid` up to `x_reach` (loads are
+            // masked to the valid windows), the weights up to `w_reach·tap_stride + mr`, `mr`
+            // biases and the outputs `m·stride + t`, and `mr`, `vectors` are instantiated.
+            unsafe { row_shapes!(&job, self.vectors, self.mr) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("the direct kernels run only where is_available() holds");
+    }
+}
+
+/// A list of taps: where each reads the input (for the tile's first window) and its index among
+/// the packed weights. It keeps the largest of each, so a job can check its reads once.
+#[derive(Default)]
+struct Taps {
+    list: Vec<avx512_tap::Tap>,
+    x_reach: usize,
+    w_reach: usize,
+}
+
+impl Taps {
+    fn push(&mut self, x: usize, w: usize) {
+        self.list.push(avx512_tap::Tap { x, w });
+        self.x_reach = self.x_reach.max(x);
+        self.w_reach = self.w_reach.max(w);
+    }
+}
+
+/// The tap record the row kernel reads.
+mod avx512_tap {
+    /// Offset of a tap's input value (for the tile's first window) and its weights' index.
+    #[derive(Debug, Clone, Copy)]
+    #[repr(C)]
+    pub struct Tap {
+        pub x: usize,
+        pub w: usize,
+    }
+}
+
 /// `Σ` over the windows of `G ⊗ x` for every tap: the weight gradient, `(C_out, C_in/g, kH, kW)`.
 /// Needs `s_w = d_w = 1`.
 fn weight_grad(x: ArrayView4<f32>, g: ArrayView4<f32>, plan: &Plan) -> Array4<f32> {
@@ -733,9 +939,10 @@ fn input_grad(
     forward(g, flipped.view(), None, transposed)
 }
 
-/// [`super::fast::conv2d`] by the direct kernel, or `Ok(None)` where it does not apply (no
-/// AVX-512, not `f32`, fewer than 8 output channels per group or 64 taps per output). Shapes
-/// are checked first.
+/// [`super::fast::conv2d`] by the direct kernels, or `Ok(None)` where they do not apply (no
+/// AVX-512, not `f32`; 64 taps per output or more but fewer than 8 output channels per group).
+/// Calls with fewer than 64 taps per output (`C_in/g · kH · kW`) put the windows of a row in the
+/// lanes ([`forward_rows`]), the others the output channels. Shapes are checked first.
 pub fn conv2d<T: Scalar>(
     x: ArrayView4<T>,
     w: ArrayView4<T>,
@@ -750,18 +957,21 @@ pub fn conv2d<T: Scalar>(
         params,
     )?;
     let plan = Plan::new(&geo);
-    if !is_available()
-        || plan.c_out_per_group() < MIN_CHANNELS
-        || plan.c_in_per_group() * kh * kw < MIN_TAPS
-        || !scatter_fits(plan.output)
-    {
+    if !is_available() {
         return Ok(None);
     }
     let (Some(x), Some(w)) = (T::as_f32(x), T::as_f32(w)) else {
         return Ok(None);
     };
     let b = b.and_then(T::as_f32);
-    Ok(T::from_f32(forward(x, w, b, &plan)))
+    let y = if plan.c_in_per_group() * kh * kw < MIN_TAPS {
+        forward_rows(x, w, b, &plan)
+    } else if plan.c_out_per_group() >= MIN_CHANNELS && scatter_fits(plan.output) {
+        forward(x, w, b, &plan)
+    } else {
+        return Ok(None);
+    };
+    Ok(T::from_f32(y))
 }
 
 /// [`super::fast::conv2d_backward`] by the direct kernels, or `Ok(None)` where they do not apply
@@ -819,6 +1029,7 @@ pub fn conv2d_backward<T: Scalar>(
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::LANES;
+    use super::avx512_tap::Tap;
     use std::arch::x86_64::*;
 
     /// A forward tile's pointers: `x` at window 0 of the first row inside for channel 0, `w` at
@@ -902,6 +1113,63 @@ mod avx512 {
                     for (i, row) in acc.iter().enumerate() {
                         _mm512_mask_i32scatter_ps::<4>(t.out.add(i), mask, index, row[j]);
                     }
+                }
+            }
+        }
+    }
+
+    /// A row tile's pointers: `x` at the tile's first window, `taps` the `count` taps (input
+    /// offset, weight index), `w` the weights of the tile's first channel, `out` its first
+    /// output.
+    pub(super) struct Row {
+        pub x: *const f32,
+        pub taps: *const Tap,
+        pub count: usize,
+        pub w: *const f32,
+        pub tap_stride: usize,
+        pub bias: *const f32,
+        pub out: *mut f32,
+        pub stride: usize,
+        pub valid: usize,
+    }
+
+    /// `out[m·stride + t] = bias[m] + Σ_{tap} w[tap.w·tap_stride + m] · x[tap.x + t]` for
+    /// `m < MR`, `t < valid ≤ 16·V`.
+    ///
+    /// # Safety
+    /// The processor must have AVX-512F, and every address named above must lie inside the
+    /// buffers behind the pointers.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn rows<const MR: usize, const V: usize>(t: &Row) {
+        let mut masks = [0 as __mmask16; V];
+        for (j, m) in masks.iter_mut().enumerate() {
+            let rest = t.valid.saturating_sub(j * LANES).min(LANES);
+            *m = ((1u32 << rest) - 1) as __mmask16;
+        }
+        let mut acc = [[_mm512_setzero_ps(); V]; MR];
+        // SAFETY: the caller guarantees every address read and written lies in its buffer; the
+        // loads and stores are masked to the `valid` windows.
+        unsafe {
+            for (m, row) in acc.iter_mut().enumerate() {
+                *row = [_mm512_set1_ps(*t.bias.add(m)); V];
+            }
+            for k in 0..t.count {
+                let tap = *t.taps.add(k);
+                let (x, w) = (t.x.add(tap.x), t.w.add(tap.w * t.tap_stride));
+                let mut xv = [_mm512_setzero_ps(); V];
+                for (j, v) in xv.iter_mut().enumerate() {
+                    *v = _mm512_maskz_loadu_ps(masks[j], x.add(j * LANES));
+                }
+                for (m, row) in acc.iter_mut().enumerate() {
+                    let a = _mm512_set1_ps(*w.add(m));
+                    for (r, &v) in row.iter_mut().zip(&xv) {
+                        *r = _mm512_fmadd_ps(a, v, *r);
+                    }
+                }
+            }
+            for (m, row) in acc.iter().enumerate() {
+                for (j, &v) in row.iter().enumerate() {
+                    _mm512_mask_storeu_ps(t.out.add(m * t.stride + j * LANES), masks[j], v);
                 }
             }
         }
