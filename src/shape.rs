@@ -639,6 +639,25 @@ pub struct ConvGeometry<const D: usize> {
 /// The geometry of `conv1d`: input `(N, C_in, L_in)`, weight `(C_out, C_in / groups, K)`.
 pub type Conv1dGeometry = ConvGeometry<1>;
 
+impl ConvGeometry<2> {
+    /// [`ConvGeometry::new`] for `conv2d`, from the dimensions of the input `(N, C_in, H, W)` and
+    /// of the weight `(C_out, C_in / groups, kH, kW)`.
+    pub fn conv2d(
+        input: (usize, usize, usize, usize),
+        weight: (usize, usize, usize, usize),
+        bias_len: Option<usize>,
+        params: impl Into<ConvNdParams<2>>,
+    ) -> Result<Self> {
+        let ((n, c_in, h, w), (c_out, c_in_per_group, kh, kw)) = (input, weight);
+        Self::new(
+            (n, c_in, [h, w]),
+            (c_out, c_in_per_group, [kh, kw]),
+            bias_len,
+            params,
+        )
+    }
+}
+
 impl<const D: usize> ConvGeometry<D> {
     /// Check the shapes of a convolution call the way PyTorch does and compute the output size.
     /// `input` is `(N, C_in, spatial sizes)`, `weight` is `(C_out, C_in / groups, kernel sizes)`.

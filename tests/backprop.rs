@@ -10,6 +10,7 @@ use convlab::grad::{check_gradient, numerical_gradient};
 use convlab::shape::{Conv2dParams, Padding};
 use ndarray::{Array1, Array4, ArrayViewD, Ix1, Ix4};
 use proptest::prelude::*;
+use std::ops::Range;
 
 type Case = (
     Array4<f64>,
@@ -22,10 +23,32 @@ type Case = (
 
 /// A small random conv2d call, its bias, and an upstream gradient of the output's shape.
 fn conv_case() -> impl Strategy<Value = Case> {
+    conv_case_in(
+        [1..3, 1..3, 1..3, 1..3],
+        [1..4, 1..4, 1..7, 1..7],
+        [1..3, 1..3],
+        [1..3, 1..3],
+    )
+}
+
+/// A random conv2d call with batch, groups, input and output channels per group drawn from
+/// `counts`, kernel height and width, input height and width from `sizes`, and row and column
+/// strides and dilations from `strides` and `dilations`; padding Valid, KerasSame, Full, or
+/// explicit 0 or 1.
+fn conv_case_in(
+    counts: [Range<usize>; 4],
+    sizes: [Range<usize>; 4],
+    strides: [Range<usize>; 2],
+    dilations: [Range<usize>; 2],
+) -> impl Strategy<Value = Case> {
+    let [n, g, cpg, opg] = counts;
+    let [kh, kw, h, w] = sizes;
+    let [sh, sw] = strides;
+    let [dh, dw] = dilations;
     (
-        (1usize..3, 1usize..3, 1usize..3, 1usize..3),
-        (1usize..4, 1usize..4, 1usize..7, 1usize..7),
-        (1usize..3, 1usize..3, 1usize..3, 1usize..3),
+        (n, g, cpg, opg),
+        (kh, kw, h, w),
+        (sh, sw, dh, dw),
         (0usize..5, 0usize..5, 0usize..3),
     )
         .prop_filter_map(
@@ -668,58 +691,16 @@ mod more_convolutions {
     }
 }
 
-/// Calls the direct backward covers: stride 1, column dilation 1, at least 8 input and output
-/// channels per group, padding up to `(k − 1)·d` (KerasSame, Same, Valid, Full or explicit).
+/// Calls the direct backward covers: stride 1, column dilation 1, padding up to `(k − 1)·d`,
+/// at least 8 input and output channels per group — and now and then a row stride of 2, which
+/// it declines.
 fn direct_case() -> impl Strategy<Value = Case> {
-    (
-        (1usize..3, 1usize..3, 8usize..20, 8usize..70),
-        (1usize..5, 1usize..5, 1usize..9, 1usize..22),
-        (1usize..3, 0usize..3),
-        (0usize..6, 0usize..6, 0usize..3),
+    conv_case_in(
+        [1..3, 1..3, 8..20, 8..70],
+        [1..5, 1..5, 1..9, 1..22],
+        [1..3, 1..2],
+        [1..3, 1..2],
     )
-        .prop_filter_map(
-            "the kernel must fit",
-            |((n, g, cpg, opg), (kh, kw, h, w), (dh, sh_extra), (ph, pw, layout))| {
-                let rule = |p: usize| match p {
-                    0 => Padding::Valid,
-                    1 => Padding::KerasSame,
-                    2 => Padding::Same,
-                    3 => Padding::Full,
-                    p => Padding::Explicit(p - 4),
-                };
-                // A row stride other than 1 now and then: the direct backward declines it.
-                let sh = if sh_extra == 2 { 2 } else { 1 };
-                let p = Conv2dParams::default()
-                    .strides([sh, 1])
-                    .paddings([rule(ph), rule(pw)])
-                    .dilations([dh, 1])
-                    .groups(g);
-                let [ho, wo] = [
-                    p.axis(0).output_len(h, kh).ok()?,
-                    p.axis(1).output_len(w, kw).ok()?,
-                ];
-                Some((n, g, cpg, opg, kh, kw, h, w, ho, wo, p, layout))
-            },
-        )
-        .prop_flat_map(|(n, g, cpg, opg, kh, kw, h, w, ho, wo, p, layout)| {
-            let v = |len| proptest::collection::vec(-1.0f64..1.0, len);
-            (
-                v(n * g * cpg * h * w),
-                v(g * opg * cpg * kh * kw),
-                v(g * opg),
-                v(n * g * opg * ho * wo),
-            )
-                .prop_map(move |(x, wt, b, go)| {
-                    (
-                        Array4::from_shape_vec((n, g * cpg, h, w), x).unwrap(),
-                        Array4::from_shape_vec((g * opg, cpg, kh, kw), wt).unwrap(),
-                        Array1::from(b),
-                        Array4::from_shape_vec((n, g * opg, ho, wo), go).unwrap(),
-                        p,
-                        LAYOUTS[layout],
-                    )
-                })
-        })
 }
 
 proptest! {

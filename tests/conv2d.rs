@@ -14,6 +14,7 @@ use ndarray::{
 };
 use proptest::prelude::*;
 use serde::Deserialize;
+use std::ops::Range;
 
 fn engines() -> Vec<Engine> {
     let mut engines = vec![Engine::MatrixMultiply, Engine::Naive];
@@ -570,18 +571,30 @@ fn the_six_by_six_example() {
 
 // ---------------------------------------------------------------- properties
 
-fn conv2d_case() -> impl Strategy<
-    Value = (
-        Array4<f64>,
-        Array4<f64>,
-        Option<Array1<f64>>,
-        Conv2dParams,
-        Layout,
-    ),
-> {
+fn conv2d_case() -> impl Strategy<Value = Conv2dCase> {
+    conv2d_case_in([1..3, 1..4, 1..3, 1..3], [1..6, 1..6, 1..12, 1..12])
+}
+
+type Conv2dCase = (
+    Array4<f64>,
+    Array4<f64>,
+    Option<Array1<f64>>,
+    Conv2dParams,
+    Layout,
+);
+
+/// A random conv2d call with batch, groups, input and output channels per group drawn from
+/// `counts`, and kernel height and width, input height and width from `sizes`; strides 1 to 3,
+/// dilations 1 and 2, any padding rule.
+fn conv2d_case_in(
+    counts: [Range<usize>; 4],
+    sizes: [Range<usize>; 4],
+) -> impl Strategy<Value = Conv2dCase> {
+    let [n, g, cpg, opg] = counts;
+    let [kh, kw, h, w] = sizes;
     (
-        (1usize..3, 1usize..4, 1usize..3, 1usize..3), // batch, groups, c_in/g, c_out/g
-        (1usize..6, 1usize..6, 1usize..12, 1usize..12), // kH, kW, H, W
+        (n, g, cpg, opg),
+        (kh, kw, h, w),
         (1usize..4, 1usize..4, 1usize..3, 1usize..3), // strides, dilations
         (0usize..7, 0usize..7, any::<bool>(), 0usize..3),
     )
@@ -823,52 +836,8 @@ fn conv3d_on_views() {
 /// in the lanes, 1 to 70 of them per group), so that tiles of
 /// one to four registers, partly filled registers and several runs of 64 channels all occur;
 /// output rows up to 24 windows, so that rows split into several tiles.
-fn direct_case() -> impl Strategy<
-    Value = (
-        Array4<f64>,
-        Array4<f64>,
-        Option<Array1<f64>>,
-        Conv2dParams,
-        Layout,
-    ),
-> {
-    (
-        (1usize..3, 1usize..3, 1usize..12, 1usize..71), // batch, groups, c_in/g, c_out/g
-        (1usize..6, 1usize..6, 1usize..10, 1usize..25), // kH, kW, H, W
-        (1usize..4, 1usize..4, 1usize..3, 1usize..3),   // strides, dilations
-        (0usize..7, 0usize..7, any::<bool>(), 0usize..3),
-    )
-        .prop_flat_map(
-            |((n, g, cpg, opg), (kh, kw, h, w), (sh, sw, dh, dw), (ph, pw, bias, layout))| {
-                let rule = |p: usize| match p {
-                    0 => Padding::Valid,
-                    1 => Padding::Same,
-                    2 => Padding::KerasSame,
-                    3 => Padding::Full,
-                    p => Padding::Explicit(p - 4),
-                };
-                let p = Conv2dParams::default()
-                    .strides([sh, sw])
-                    .paddings([rule(ph), rule(pw)])
-                    .dilations([dh, dw])
-                    .groups(g);
-                let v = |len| proptest::collection::vec(-1.0f64..1.0, len);
-                (
-                    v(n * g * cpg * h * w),
-                    v(g * opg * cpg * kh * kw),
-                    v(g * opg),
-                )
-                    .prop_map(move |(x, wt, b)| {
-                        (
-                            Array4::from_shape_vec((n, g * cpg, h, w), x).unwrap(),
-                            Array4::from_shape_vec((g * opg, cpg, kh, kw), wt).unwrap(),
-                            bias.then(|| Array1::from(b)),
-                            p,
-                            LAYOUTS[layout],
-                        )
-                    })
-            },
-        )
+fn direct_case() -> impl Strategy<Value = Conv2dCase> {
+    conv2d_case_in([1..3, 1..3, 1..12, 1..71], [1..6, 1..6, 1..10, 1..25])
 }
 
 proptest! {
