@@ -943,7 +943,7 @@ fn input_grad(
 /// [`super::fast::conv2d`] by the direct kernels, or `Ok(None)` where they do not apply (no
 /// AVX-512, not `f32`; 64 taps per output or more but fewer than 8 output channels per group).
 /// Calls with fewer than 64 taps per output (`C_in/g · kH · kW`) put the windows of a row in the
-/// lanes ([`forward_rows`]), the others the output channels. Shapes are checked first.
+/// lanes, the others the output channels. Shapes are checked first.
 pub fn conv2d<T: Scalar>(
     x: ArrayView4<T>,
     w: ArrayView4<T>,
