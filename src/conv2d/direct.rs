@@ -15,6 +15,13 @@
 //! read neighbouring elements). A row of taps that falls in the top or bottom padding is
 //! skipped, not multiplied by zeros.
 //!
+//! With fewer than 64 taps per output (`C_in/g · kH · kW`, the course's first layer has 25) the
+//! sums are too short for that tile to pay for scattering it into the channel rows of the
+//! output; there the lanes hold 16 neighbouring windows of an output row instead, a tile is up
+//! to 12 output channels × 32 windows, each tap loads the windows' inputs once and multiplies
+//! them by one weight per channel broadcast to all lanes, and the tile is stored straight into
+//! the output's rows.
+//!
 //! The backward pass uses the same tiles:
 //! * at stride 1, `∂L/∂x` is itself a convolution: of `G` with the weights flipped along both
 //!   spatial axes and their two channel axes swapped, padded by `(k − 1)·d − p` on each side;
