@@ -87,6 +87,24 @@ impl<const D: usize> From<&ConvGeometry<D>> for Patches<D> {
     }
 }
 
+/// The `q < count` with `pad ≤ offset + q·step < pad + len`: the outputs of a line whose tap at
+/// `offset = k·d` lands inside an axis of `len` elements behind `pad` zeros (`step` the stride),
+/// or the taps of a window at `offset` that do (`step` the dilation).
+pub(crate) fn inside(
+    len: usize,
+    count: usize,
+    offset: usize,
+    pad: usize,
+    step: usize,
+) -> std::ops::Range<usize> {
+    let first = pad.saturating_sub(offset).div_ceil(step).min(count);
+    let end = (pad + len)
+        .saturating_sub(offset)
+        .div_ceil(step)
+        .clamp(first, count);
+    first..end
+}
+
 /// The outputs `first..end` of a line whose tap at `offset = k·d` lands inside an axis of
 /// length `len` (`pad_left ≤ o·s + offset < pad_left + len`, clipped to `out` outputs), and
 /// `start`, the input index that output `first` reads.
@@ -99,11 +117,7 @@ struct Span {
 
 impl Span {
     fn new(len: usize, out: usize, offset: usize, pad_left: usize, stride: usize) -> Span {
-        let first = pad_left.saturating_sub(offset).div_ceil(stride).min(out);
-        let end = (pad_left + len)
-            .saturating_sub(offset)
-            .div_ceil(stride)
-            .clamp(first, out);
+        let std::ops::Range { start: first, end } = inside(len, out, offset, pad_left, stride);
         let start = (first * stride + offset).saturating_sub(pad_left);
         Span { first, end, start }
     }

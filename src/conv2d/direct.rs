@@ -42,6 +42,7 @@ use ndarray::{Array4, ArrayView1, ArrayView3, ArrayView4, Axis, s};
 use super::naive::{Conv2dGrads, check_grad_shape};
 use crate::error::Result;
 use crate::gemm::Scalar;
+use crate::im2col::inside;
 use crate::shape::{Conv2dParams, ConvGeometry};
 
 /// Call `avx512::$kernel::<MR, V>($job)` for the runtime `($vectors, $mr)`: every tile shape the
@@ -138,17 +139,6 @@ fn pieces(len: usize, max: usize) -> Vec<(usize, usize)> {
             (start - size, size)
         })
         .collect()
-}
-
-/// The `q < count` with `pad ≤ offset + q·step < pad + len`: the taps of a window (or the
-/// windows of a tap) that land inside an axis of `len` elements behind `pad` zeros.
-fn inside(len: usize, count: usize, offset: usize, pad: usize, step: usize) -> Range<usize> {
-    let first = pad.saturating_sub(offset).div_ceil(step).min(count);
-    let end = (pad + len)
-        .saturating_sub(offset)
-        .div_ceil(step)
-        .clamp(first, count);
-    first..end
 }
 
 /// Whether the output positions of a run of channels, `16·MAX_VECTORS` planes of `size`, have
@@ -722,28 +712,26 @@ impl RowJob<'_> {
 /// the packed weights. It keeps the largest of each, so a job can check its reads once.
 #[derive(Default)]
 struct Taps {
-    list: Vec<avx512_tap::Tap>,
+    list: Vec<Tap>,
     x_reach: usize,
     w_reach: usize,
 }
 
 impl Taps {
     fn push(&mut self, x: usize, w: usize) {
-        self.list.push(avx512_tap::Tap { x, w });
+        self.list.push(Tap { x, w });
         self.x_reach = self.x_reach.max(x);
         self.w_reach = self.w_reach.max(w);
     }
 }
 
-/// The tap record the row kernel reads.
-mod avx512_tap {
-    /// Offset of a tap's input value (for the tile's first window) and its weights' index.
-    #[derive(Debug, Clone, Copy)]
-    #[repr(C)]
-    pub struct Tap {
-        pub x: usize,
-        pub w: usize,
-    }
+/// Offset of a tap's input value (for the tile's first window) and its weights' index: the
+/// record the row kernel reads.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+struct Tap {
+    x: usize,
+    w: usize,
 }
 
 /// `Σ` over the windows of `G ⊗ x` for every tap: the weight gradient, `(C_out, C_in/g, kH, kW)`.
@@ -752,17 +740,21 @@ fn weight_grad(x: ArrayView4<f32>, g: ArrayView4<f32>, plan: &Plan) -> Array4<f3
     let ([h, _], [kh, kw], [h_out, w_out]) = (plan.input, plan.kernel, plan.output);
     let (s_h, d_h) = (plan.stride[0], plan.dilation[0]);
     let per_group = plan.c_in_per_group();
-    let runs = Channels::split(plan, MAX_VECTORS);
-    // Where each run's packed gradient (per window) and weight gradient (per tap) begin.
-    let mut g_at = Vec::with_capacity(runs.len());
-    let mut dw_at = Vec::with_capacity(runs.len());
     let (mut g_len, mut dw_len) = (0, 0);
-    for run in &runs {
-        g_at.push(g_len);
-        dw_at.push(dw_len);
-        g_len += h_out * w_out * run.width();
-        dw_len += per_group * kh * kw * run.width();
-    }
+    let runs: Vec<WeightRun> = Channels::split(plan, MAX_VECTORS)
+        .into_iter()
+        .map(|channels| {
+            let run = WeightRun {
+                channels,
+                g_at: g_len,
+                dw_at: dw_len,
+                tap_tiles: pieces(kw, max_mr(channels.vectors)),
+            };
+            g_len += h_out * w_out * channels.width();
+            dw_len += per_group * kh * kw * channels.width();
+            run
+        })
+        .collect();
     let mut weight = Array4::<f32>::zeros((plan.c_out, per_group, kh, kw));
     if plan.batch == 0 || weight.is_empty() || h_out * w_out == 0 {
         return weight;
@@ -796,60 +788,8 @@ fn weight_grad(x: ArrayView4<f32>, g: ArrayView4<f32>, plan: &Plan) -> Array4<f3
                             .saturating_sub(plan.top)
                             .min(h);
                     rows.fill(x.index_axis(Axis(0), n), lines, plan.left, buf);
-                    // G of this image's rows, window by window: packed_g[at + (r·W_out + j)·width + o],
-                    // a row of windows at a time so that its lines stay in L1.
-                    for (run, &at) in runs.iter().zip(&g_at) {
-                        let width = run.width();
-                        for (r, out_row) in out_rows.clone().enumerate() {
-                            let dst = &mut packed_g[at + r * w_out * width..][..w_out * width];
-                            let plane =
-                                g.slice(s![n, run.first..run.first + run.lanes, out_row, ..]);
-                            for (o, line) in plane.outer_iter().enumerate() {
-                                for (window, &v) in dst.chunks_exact_mut(width).zip(line) {
-                                    window[o] = v;
-                                }
-                            }
-                        }
-                    }
-                    let sub_rows = (SUB_BLOCK_BYTES / (w_out * MAX_VECTORS * LANES * 4)).max(1);
-                    for (sub0, sub_count) in pieces(out_rows.len(), sub_rows) {
-                        let sub = out_rows.start + sub0..out_rows.start + sub0 + sub_count;
-                        for ((run, &g_off), &dw_off) in runs.iter().zip(&g_at).zip(&dw_at) {
-                            let width = run.width();
-                            let tap_tiles = pieces(kw, max_mr(run.vectors));
-                            for c in 0..per_group {
-                                let channel = run.group * per_group + c;
-                                for k_i in 0..kh {
-                                    let all = inside(h, h_out, k_i * d_h, plan.top, s_h);
-                                    let (from, to) =
-                                        (all.start.max(sub.start), all.end.min(sub.end));
-                                    if from >= to {
-                                        continue;
-                                    }
-                                    let in_row = from * s_h + k_i * d_h - plan.top;
-                                    for &(k_j0, mr) in &tap_tiles {
-                                        let job = WeightJob {
-                                            x: buf,
-                                            start: channel * rows.channel
-                                                + in_row * rows.row
-                                                + k_j0,
-                                            rows: to - from,
-                                            row: s_h * rows.row,
-                                            cols: w_out,
-                                            g: packed_g,
-                                            g_start: g_off
-                                                + (from - out_rows.start) * w_out * width,
-                                            dw: &mut dw,
-                                            dw_start: dw_off + ((c * kh + k_i) * kw + k_j0) * width,
-                                            vectors: run.vectors,
-                                            mr,
-                                        };
-                                        job.run();
-                                    }
-                                }
-                            }
-                        }
-                    }
+                    pack_gradient(g.index_axis(Axis(0), n), out_rows.clone(), &runs, packed_g);
+                    add_weight_tiles(plan, &rows, &runs, buf, packed_g, out_rows.clone(), &mut dw);
                 }
                 dw
             },
@@ -862,16 +802,104 @@ fn weight_grad(x: ArrayView4<f32>, g: ArrayView4<f32>, plan: &Plan) -> Array4<f3
             *t += p;
         }
     }
-    for (run, &at) in runs.iter().zip(&dw_at) {
-        let width = run.width();
-        for o in 0..run.lanes {
-            let mut filter = weight.index_axis_mut(Axis(0), run.first + o);
+    for run in &runs {
+        let (channels, width) = (run.channels, run.channels.width());
+        for o in 0..channels.lanes {
+            let mut filter = weight.index_axis_mut(Axis(0), channels.first + o);
             for ((c, k_i, k_j), d) in filter.indexed_iter_mut() {
-                *d = total[at + ((c * kh + k_i) * kw + k_j) * width + o];
+                *d = total[run.dw_at + ((c * kh + k_i) * kw + k_j) * width + o];
             }
         }
     }
     weight
+}
+
+/// A run of output channels of the weight gradient: where its packed `G` (per window) and its
+/// sums (per tap) begin in their buffers, and the tiles its tap columns are cut into.
+struct WeightRun {
+    channels: Channels,
+    g_at: usize,
+    dw_at: usize,
+    tap_tiles: Vec<(usize, usize)>,
+}
+
+/// One image's `G` `(C_out, H_out, W_out)` on output rows `out_rows`, window by window:
+/// `packed_g[g_at + (r·W_out + j)·width + o]`, a row of windows at a time so that its lines stay
+/// in L1.
+fn pack_gradient(
+    g: ArrayView3<f32>,
+    out_rows: Range<usize>,
+    runs: &[WeightRun],
+    packed_g: &mut [f32],
+) {
+    let w_out = g.dim().2;
+    for run in runs {
+        let (channels, width) = (run.channels, run.channels.width());
+        for (r, out_row) in out_rows.clone().enumerate() {
+            let dst = &mut packed_g[run.g_at + r * w_out * width..][..w_out * width];
+            let plane = g.slice(s![
+                channels.first..channels.first + channels.lanes,
+                out_row,
+                ..
+            ]);
+            for (o, line) in plane.outer_iter().enumerate() {
+                for (window, &v) in dst.chunks_exact_mut(width).zip(line) {
+                    window[o] = v;
+                }
+            }
+        }
+    }
+}
+
+/// Add one image's windows on `out_rows` to every weight tile's sums in `dw`, a few output rows
+/// at a time so that their packed gradient stays in L1 while every tap uses it.
+fn add_weight_tiles(
+    plan: &Plan,
+    rows: &Rows,
+    runs: &[WeightRun],
+    buf: &[f32],
+    packed_g: &[f32],
+    out_rows: Range<usize>,
+    dw: &mut [f32],
+) {
+    let ([h, _], [kh, kw], [h_out, w_out]) = (plan.input, plan.kernel, plan.output);
+    let (s_h, d_h) = (plan.stride[0], plan.dilation[0]);
+    let per_group = plan.c_in_per_group();
+    let sub_rows = (SUB_BLOCK_BYTES / (w_out * MAX_VECTORS * LANES * 4)).max(1);
+    for (sub0, sub_count) in pieces(out_rows.len(), sub_rows) {
+        let sub = out_rows.start + sub0..out_rows.start + sub0 + sub_count;
+        for run in runs {
+            let (channels, width) = (run.channels, run.channels.width());
+            for c in 0..per_group {
+                let channel = channels.group * per_group + c;
+                for k_i in 0..kh {
+                    // The output rows whose tap row k_i is inside the input, within `sub`.
+                    let all = inside(h, h_out, k_i * d_h, plan.top, s_h);
+                    let (from, to) = (all.start.max(sub.start), all.end.min(sub.end));
+                    if from >= to {
+                        continue;
+                    }
+                    let in_row = from * s_h + k_i * d_h - plan.top;
+                    for &(k_j0, mr) in &run.tap_tiles {
+                        WeightJob {
+                            x: buf,
+                            start: channel * rows.channel + in_row * rows.row + k_j0,
+                            rows: to - from,
+                            row: s_h * rows.row,
+                            cols: w_out,
+                            g: packed_g,
+                            g_start: run.g_at + (from - out_rows.start) * w_out * width,
+                            dw: &mut *dw,
+                            dw_start: run.dw_at + ((c * kh + k_i) * kw + k_j0) * width,
+                            vectors: channels.vectors,
+                            mr,
+                        }
+                        .run();
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// One weight-gradient tile: `mr` taps (neighbouring columns of one input row, from `start`) ×
@@ -1027,7 +1055,7 @@ pub fn conv2d_backward<T: Scalar>(
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::LANES;
-    use super::avx512_tap::Tap;
+    use super::Tap;
     use std::arch::x86_64::*;
 
     /// A forward tile's pointers: `x` at window 0 of the first row inside for channel 0, `w` at

@@ -1,5 +1,6 @@
 //! The confusion matrix: how often each class is taken for each other.
 
+use super::setters;
 use ndarray::Array2;
 use plotters::prelude::*;
 use plotters::style::FontTransform;
@@ -102,19 +103,12 @@ impl Default for ConfusionOptions {
     }
 }
 
-impl ConfusionOptions {
+setters!(ConfusionOptions {
     /// Side of a cell in pixels.
-    pub fn cell(mut self, cell: u32) -> Self {
-        self.cell = cell;
-        self
-    }
-
+    cell: u32,
     /// Draw the text or leave it out.
-    pub fn text(mut self, text: bool) -> Self {
-        self.text = text;
-        self
-    }
-}
+    text: bool,
+});
 
 /// The confusion matrix as a grid: a row per true class, a column per predicted class, each
 /// cell coloured by its count (white for none, dark blue for the largest, the colour bar

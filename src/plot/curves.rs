@@ -1,5 +1,6 @@
 //! Training curves: a run's loss and accuracy per epoch, training beside validation.
 
+use super::setters;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
@@ -43,13 +44,12 @@ impl CurveOptions {
         self.height = height;
         self
     }
-
-    /// Draw the text or leave it out.
-    pub fn text(mut self, text: bool) -> Self {
-        self.text = text;
-        self
-    }
 }
+
+setters!(CurveOptions {
+    /// Draw the text or leave it out.
+    text: bool,
+});
 
 /// A run's curves, two panels side by side: on the left the loss (mean cross-entropy) of each
 /// epoch on the training and validation images, on the right their accuracy. The epoch with the

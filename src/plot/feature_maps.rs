@@ -1,5 +1,6 @@
 //! One image walked through a network: the feature maps after every convolution and pooling.
 
+use super::setters;
 use ndarray::{Array3, ArrayView3, Axis, Ix4};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
@@ -141,42 +142,25 @@ impl Default for FeatureMapOptions {
 }
 
 impl FeatureMapOptions {
-    /// Side of a map's cell in pixels.
-    pub fn cell(mut self, cell: u32) -> Self {
-        self.cell = cell;
-        self
-    }
-
-    /// Maps per row.
-    pub fn columns(mut self, columns: usize) -> Self {
-        self.columns = columns;
-        self
-    }
-
-    /// At most this many maps per layer (0: all).
-    pub fn max_channels(mut self, n: usize) -> Self {
-        self.max_channels = n;
-        self
-    }
-
     /// Draw only layer `index`.
     pub fn layer(mut self, index: usize) -> Self {
         self.layer = Some(index);
         self
     }
-
-    /// Draw the colour bars or leave them out.
-    pub fn color_bar(mut self, show: bool) -> Self {
-        self.color_bar = show;
-        self
-    }
-
-    /// Draw the text or leave it out.
-    pub fn text(mut self, text: bool) -> Self {
-        self.text = text;
-        self
-    }
 }
+
+setters!(FeatureMapOptions {
+    /// Side of a map's cell in pixels.
+    cell: u32,
+    /// Maps per row.
+    columns: usize,
+    /// At most this many maps per layer (0: all).
+    max_channels: usize,
+    /// Draw the colour bars or leave them out.
+    color_bar: bool,
+    /// Draw the text or leave it out.
+    text: bool,
+});
 
 /// The walk of one image through `model`: the image, then, for every convolution and pooling
 /// layer ([`feature_maps`], so after the ReLU that follows a convolution), a grid of its feature maps, one cell per channel, in the viridis

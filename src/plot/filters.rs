@@ -1,5 +1,6 @@
 //! The learned filters of a convolution layer, one grayscale cell per output channel.
 
+use super::setters;
 use ndarray::{Array3, Axis, Ix4};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
@@ -49,31 +50,16 @@ impl Default for FilterOptions {
     }
 }
 
-impl FilterOptions {
+setters!(FilterOptions {
     /// Scale the gray levels per filter or over the layer.
-    pub fn scale(mut self, scale: FilterScale) -> Self {
-        self.scale = scale;
-        self
-    }
-
+    scale: FilterScale,
     /// Cells per row (0: automatic).
-    pub fn columns(mut self, columns: usize) -> Self {
-        self.columns = columns;
-        self
-    }
-
+    columns: usize,
     /// Side of a cell in pixels.
-    pub fn cell(mut self, cell: u32) -> Self {
-        self.cell = cell;
-        self
-    }
-
+    cell: u32,
     /// Draw the text or leave it out.
-    pub fn text(mut self, text: bool) -> Self {
-        self.text = text;
-        self
-    }
-}
+    text: bool,
+});
 
 /// The filters of convolution layer `layer`, each summed over its input channels:
 /// `(C_out, kH, kW)`. For a layer with one input channel (the first layer of a grayscale

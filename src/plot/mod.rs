@@ -18,6 +18,23 @@ pub use kernels::{MontageOptions, kernel_montage, kernels_figure, save_kernels_f
 pub use patterns::{Pattern, PatternOptions, input_pattern, input_patterns, patterns_figure};
 pub use predictions::{Prediction, PredictionOptions, predict, predictions_figure};
 
+/// The builder methods of a figure's options that set one field each:
+/// `pub fn field(mut self, field: T) -> Self`, with the doc comment written above the field.
+macro_rules! setters {
+    ($options:ty { $($(#[$doc:meta])* $field:ident: $t:ty,)* }) => {
+        impl $options {
+            $(
+                $(#[$doc])*
+                pub fn $field(mut self, $field: $t) -> Self {
+                    self.$field = $field;
+                    self
+                }
+            )*
+        }
+    };
+}
+use setters;
+
 use std::path::Path;
 use std::sync::OnceLock;
 

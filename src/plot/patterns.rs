@@ -1,6 +1,7 @@
 //! What a filter looks for: the input that excites one channel most, found by gradient ascent
 //! on the input.
 
+use super::setters;
 use ndarray::{Array3, Array4, ArrayD, Axis, Ix4, s};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
@@ -60,54 +61,6 @@ impl Default for PatternOptions {
 }
 
 impl PatternOptions {
-    /// Ascent steps.
-    pub fn steps(mut self, steps: usize) -> Self {
-        self.steps = steps;
-        self
-    }
-
-    /// The RMS change of the input per step.
-    pub fn step(mut self, step: f64) -> Self {
-        self.step = step;
-        self
-    }
-
-    /// Seed of the starting noise.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-
-    /// Amplitude of the starting noise around middle gray.
-    pub fn noise(mut self, noise: f64) -> Self {
-        self.noise = noise;
-        self
-    }
-
-    /// At most this many channels (0: all).
-    pub fn max_channels(mut self, n: usize) -> Self {
-        self.max_channels = n;
-        self
-    }
-
-    /// Cells per row.
-    pub fn columns(mut self, columns: usize) -> Self {
-        self.columns = columns;
-        self
-    }
-
-    /// Side of a cell in pixels.
-    pub fn cell(mut self, cell: u32) -> Self {
-        self.cell = cell;
-        self
-    }
-
-    /// Draw the text or leave it out.
-    pub fn text(mut self, text: bool) -> Self {
-        self.text = text;
-        self
-    }
-
     fn check(&self) -> Result<()> {
         if !(self.step.is_finite() && self.step > 0.0) {
             return Err(Error::param(
@@ -127,6 +80,25 @@ impl PatternOptions {
         Ok(())
     }
 }
+
+setters!(PatternOptions {
+    /// Ascent steps.
+    steps: usize,
+    /// The RMS change of the input per step.
+    step: f64,
+    /// Seed of the starting noise.
+    seed: u64,
+    /// Amplitude of the starting noise around middle gray.
+    noise: f64,
+    /// At most this many channels (0: all).
+    max_channels: usize,
+    /// Cells per row.
+    columns: usize,
+    /// Side of a cell in pixels.
+    cell: u32,
+    /// Draw the text or leave it out.
+    text: bool,
+});
 
 /// The input one channel responds to most, and how its response grew.
 #[derive(Debug, Clone, PartialEq)]

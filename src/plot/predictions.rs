@@ -1,5 +1,6 @@
 //! A model's predictions on test images, and a grid of images labelled with them.
 
+use super::setters;
 use ndarray::{Axis, s};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
@@ -91,37 +92,18 @@ impl Default for PredictionOptions {
     }
 }
 
-impl PredictionOptions {
+setters!(PredictionOptions {
     /// Start at image `start`.
-    pub fn start(mut self, start: usize) -> Self {
-        self.start = start;
-        self
-    }
-
+    start: usize,
     /// Show `count` images.
-    pub fn count(mut self, count: usize) -> Self {
-        self.count = count;
-        self
-    }
-
+    count: usize,
     /// Images per row.
-    pub fn columns(mut self, columns: usize) -> Self {
-        self.columns = columns;
-        self
-    }
-
+    columns: usize,
     /// Side of an image in pixels.
-    pub fn cell(mut self, cell: u32) -> Self {
-        self.cell = cell;
-        self
-    }
-
+    cell: u32,
     /// Draw the text or leave it out.
-    pub fn text(mut self, text: bool) -> Self {
-        self.text = text;
-        self
-    }
-}
+    text: bool,
+});
 
 /// A grid of the images `start .. start + count` of `data` (fewer if the data set ends
 /// first), each with the class the model predicted and its probability, and the true class.
