@@ -97,9 +97,10 @@ const MIN_CHANNELS: usize = 8;
 const MIN_TAPS: usize = 64;
 /// Windows per fixed piece of the weight gradient's sum over the batch.
 const WINDOWS_PER_BLOCK: usize = 800;
-/// Bytes of packed weights a forward pass over an image's tiles reads (three quarters of L1:
-/// fewer channels per pass cost more in reloading the tiles between passes, measured).
-const L1_WEIGHT_BYTES: usize = 36 * 1024;
+/// Bytes a forward pass over an image's tiles keeps in L1: its packed weights and the input rows
+/// one output row reads (three quarters of L1: fewer channels per pass cost more in reloading
+/// the tiles between passes, more evict the rows; measured on the course's layers).
+const L1_PASS_BYTES: usize = 36 * 1024;
 /// Bytes of packed output gradient one weight tile streams through (about L1's size).
 const SUB_BLOCK_BYTES: usize = 24 * 1024;
 
@@ -422,8 +423,8 @@ fn forward_run(
         sums.resize(windows * width, 0.0);
     }
     let row_tiles = pieces(w_out, max_mr(vectors));
-    let per_channel = kh * kw * width * std::mem::size_of::<f32>();
-    let pass = (L1_WEIGHT_BYTES / per_channel).max(1);
+    let per_channel = (kh * kw * width + kh * rows.row) * std::mem::size_of::<f32>();
+    let pass = (L1_PASS_BYTES / per_channel).max(1);
     for c0 in (0..rows.channels).step_by(pass) {
         let channels = pass.min(rows.channels - c0);
         let last = c0 + channels == rows.channels;
