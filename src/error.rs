@@ -55,6 +55,10 @@ pub enum Error {
     /// A figure could not be drawn or encoded.
     #[error("figure: {0}")]
     Plot(String),
+    /// The body of an exercise that the student has not written yet; the checker reports it as
+    /// "not done yet".
+    #[error("not implemented yet")]
+    NotImplemented,
 }
 
 /// `Result` with the crate's [`Error`].

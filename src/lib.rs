@@ -29,6 +29,7 @@ pub mod conv1d;
 pub mod conv2d;
 pub mod data;
 pub mod error;
+pub mod exercise;
 pub mod filters;
 pub mod gemm;
 pub mod grad;
