@@ -16,7 +16,7 @@
 //! println!("{report}");
 //! ```
 //!
-//! A function that returns [`Error::NotImplemented`](crate::Error::NotImplemented) is "not done
+//! A function that returns [`Error::NotImplemented`] is "not done
 //! yet"; one that panics is reported with the case and the panic's message, and the other cases
 //! still run. The exercises crate (`exercises/` in the repository) runs every checker on a
 //! student's files; `chapters/README.md` has a section for teachers on reading the reports.
