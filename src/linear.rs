@@ -58,16 +58,25 @@ pub fn linear_backward<T: NdFloat>(
     })
 }
 
-/// Columns of the product computed as one task.
-const COLUMNS_PER_TASK: usize = 128;
+/// Column blocks of the product are multiples of this many columns (a few of the matrix
+/// product's register tiles).
+const COLUMN_STEP: usize = 64;
 
-/// `a · b`, its columns in blocks of [`COLUMNS_PER_TASK`] spread over the rayon pool. Each
-/// element is the same dot product, summed in the same order, whatever the number of threads.
+/// `a · b`, its columns in one block per thread of the rayon pool: each block packs `a` once,
+/// so fewer blocks pack it fewer times. A column's elements are computed alone, in the same
+/// order whatever block holds the column, so the result has the same bits on any number of
+/// threads.
 fn dot<T: NdFloat>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
     let mut c = Array2::zeros((a.nrows(), b.ncols()));
-    c.axis_chunks_iter_mut(Axis(1), COLUMNS_PER_TASK)
+    let threads = rayon::current_num_threads().max(1);
+    let block = b
+        .ncols()
+        .div_ceil(threads)
+        .next_multiple_of(COLUMN_STEP)
+        .max(COLUMN_STEP);
+    c.axis_chunks_iter_mut(Axis(1), block)
         .into_par_iter()
-        .zip(b.axis_chunks_iter(Axis(1), COLUMNS_PER_TASK))
+        .zip(b.axis_chunks_iter(Axis(1), block))
         .for_each(|(mut c, b)| general_mat_mul(T::one(), &a, &b, T::zero(), &mut c));
     c
 }
