@@ -352,7 +352,7 @@ fn forward(
 ) -> Array4<f32> {
     let [h_out, w_out] = plan.output;
     let windows = h_out * w_out;
-    let mut out = Array4::<f32>::zeros((plan.batch, plan.c_out, h_out, w_out));
+    let mut out = crate::buffers::zeros::<f32, _>((plan.batch, plan.c_out, h_out, w_out));
     if out.is_empty() {
         return out;
     }
@@ -575,7 +575,7 @@ fn forward_rows(
     let ([h, _], [kh, kw], [h_out, w_out]) = (plan.input, plan.kernel, plan.output);
     let (s_h, d_h) = (plan.stride[0], plan.dilation[0]);
     let windows = h_out * w_out;
-    let mut out = Array4::<f32>::zeros((plan.batch, plan.c_out, h_out, w_out));
+    let mut out = crate::buffers::zeros::<f32, _>((plan.batch, plan.c_out, h_out, w_out));
     if out.is_empty() {
         return out;
     }

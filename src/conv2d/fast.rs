@@ -104,7 +104,7 @@ pub fn conv2d_with<T: Scalar>(
     )?;
     let patches = Patches::from(&geo);
     let weights = weight_matrix(w);
-    let mut out = Array4::<T>::zeros((n, c_out, geo.output[0], geo.output[1]));
+    let mut out = crate::buffers::zeros::<T, _>((n, c_out, geo.output[0], geo.output[1]));
     out.outer_iter_mut()
         .into_par_iter()
         .zip(x.outer_iter().into_par_iter())
@@ -297,7 +297,7 @@ pub fn conv2d_backward_with<T: Scalar>(
     let rows = c_in_per_group * patches.taps();
     let c_out_per_group = c_out / groups;
     let weights = weight_matrix(w);
-    let mut grad_x = Array4::<T>::zeros((n, c_in, h, wd));
+    let mut grad_x = crate::buffers::zeros::<T, _>((n, c_in, h, wd));
     // The weight gradient sums over images. Each fixed block of images sums its own in order
     // and the blocks' sums are added in order, so the result does not depend on how the work
     // was shared between threads: the same inputs give the same bits on any number of threads.

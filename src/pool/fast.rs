@@ -188,7 +188,7 @@ fn mean_windows<T: NdFloat>(
 ) -> Array4<T> {
     let (n, c, h, w) = x.dim();
     let (oh, ow) = (rows.len(), cols.len());
-    let mut out = Array4::zeros((n, c, oh, ow));
+    let mut out = crate::buffers::zeros((n, c, oh, ow));
     if n * c == 0 || oh * ow == 0 {
         return out;
     }
@@ -376,7 +376,7 @@ pub fn max_pool2d_backward<T: NdFloat>(
     check_pool_grad("max_pool2d_backward", grad_out.shape(), indices.shape())?;
     let (n, c, oh, ow) = grad_out.dim();
     let [h, w] = input_size;
-    let mut grad_in = Array4::zeros((n, c, h, w));
+    let mut grad_in = crate::buffers::zeros((n, c, h, w));
     if n * c == 0 || oh * ow == 0 || h * w == 0 {
         return Ok(grad_in);
     }
@@ -409,7 +409,7 @@ fn spread_windows<T: NdFloat>(
 ) -> Array4<T> {
     let (n, c, oh, ow) = grad_out.dim();
     let [h, w] = input_size;
-    let mut grad_in = Array4::zeros((n, c, h, w));
+    let mut grad_in = crate::buffers::zeros((n, c, h, w));
     if n * c == 0 || oh * ow == 0 || h * w == 0 {
         return grad_in;
     }
