@@ -325,6 +325,34 @@ pub fn unfold() -> Vec<Mistake<UnfoldFn>> {
 
 // ---------------------------------------------------------------------------------------------
 
+/// The mistakes of window geometry that max and average pooling share, for the pooling kernel
+/// `$pool` of signature `$signature`: the stride, the padding and `ceil_mode` ignored.
+macro_rules! pool_geometry_mistakes {
+    ($pool:path, $signature:ty) => {{
+        let list: [Mistake<$signature>; 3] = [
+            Mistake {
+                name: "stride 1",
+                hint: "your windows move by 1: the stride of pooling defaults to the window size \
+                       (stride = kernel when none is given).",
+                kernel: |x, p| $pool(x, p.strides([1, 1])),
+            },
+            Mistake {
+                name: "no padding",
+                hint: "you ignored the padding: it adds p positions on each side (zeros for an \
+                       average; for a maximum they never win, PyTorch pads with −∞).",
+                kernel: |x, p| $pool(x, p.paddings([Padding::Valid; 2])),
+            },
+            Mistake {
+                name: "ceil_mode ignored",
+                hint: "with ceil_mode the output size rounds up: one more window where the last \
+                       one starts inside the input (or the left padding).",
+                kernel: |x, p| $pool(x, p.ceil_mode(false)),
+            },
+        ];
+        list
+    }};
+}
+
 /// Max pooling with ties going to the last maximum (`≥` instead of `>`).
 fn max_pool_last(x: ArrayView4<f64>, params: Pool2dParams) -> Result<(Array4<f64>, Array4<usize>)> {
     let (mut y, mut at) = pool::max_pool2d_with_indices(x, params)?;
@@ -345,31 +373,13 @@ fn max_pool_last(x: ArrayView4<f64>, params: Pool2dParams) -> Result<(Array4<f64
 
 /// Mistakes in `max_pool2d_with_indices`.
 pub fn max_pool2d_with_indices() -> Vec<Mistake<MaxPoolFn>> {
-    vec![
+    let mut mistakes: Vec<Mistake<MaxPoolFn>> = vec![
         Mistake {
             name: "ties to the last maximum",
             hint: "your maxima are right but on ties you keep the last one: PyTorch keeps the \
                    first maximum in row-major order (replace only when a value is strictly \
                    greater).",
             kernel: max_pool_last,
-        },
-        Mistake {
-            name: "stride 1",
-            hint: "your windows move by 1: the stride of pooling defaults to the window size \
-                   (stride = kernel when none is given).",
-            kernel: |x, p| pool::max_pool2d_with_indices(x, p.strides([1, 1])),
-        },
-        Mistake {
-            name: "no padding",
-            hint: "you ignored the padding: it adds p positions on each side that never win \
-                   (PyTorch pads max pooling with −∞).",
-            kernel: |x, p| pool::max_pool2d_with_indices(x, p.paddings([Padding::Valid; 2])),
-        },
-        Mistake {
-            name: "ceil_mode ignored",
-            hint: "with ceil_mode the output size rounds up: one more window where the last one \
-                   starts inside the input (or the left padding).",
-            kernel: |x, p| pool::max_pool2d_with_indices(x, p.ceil_mode(false)),
         },
         Mistake {
             name: "index inside the window",
@@ -398,12 +408,17 @@ pub fn max_pool2d_with_indices() -> Vec<Mistake<MaxPoolFn>> {
                 Ok((one_short(y, &[2, 3]), short))
             },
         },
-    ]
+    ];
+    mistakes.extend(pool_geometry_mistakes!(
+        pool::max_pool2d_with_indices,
+        MaxPoolFn
+    ));
+    mistakes
 }
 
 /// Mistakes in `avg_pool2d`.
 pub fn avg_pool2d() -> Vec<Mistake<AvgPoolFn>> {
-    vec![
+    let mut mistakes: Vec<Mistake<AvgPoolFn>> = vec![
         Mistake {
             name: "divisor always kH·kW",
             hint: "you always divide by kH·kW: windows that run into the padding with \
@@ -436,28 +451,14 @@ pub fn avg_pool2d() -> Vec<Mistake<AvgPoolFn>> {
             },
         },
         Mistake {
-            name: "stride 1",
-            hint: "your windows move by 1: the stride of pooling defaults to the window size.",
-            kernel: |x, p| pool::avg_pool2d(x, p.strides([1, 1])),
-        },
-        Mistake {
-            name: "no padding",
-            hint: "you ignored the padding: it adds p zeros on each side of the input.",
-            kernel: |x, p| pool::avg_pool2d(x, p.paddings([Padding::Valid; 2])),
-        },
-        Mistake {
-            name: "ceil_mode ignored",
-            hint: "with ceil_mode the output size rounds up: one more window where the last one \
-                   starts inside the input (or the left padding).",
-            kernel: |x, p| pool::avg_pool2d(x, p.ceil_mode(false)),
-        },
-        Mistake {
             name: "output one short",
             hint: "your output is one row and one column short, the values right: H_out = \
                    ⌊(H + 2p − k) / s⌋ + 1, the + 1 included.",
             kernel: |x, p| Ok(one_short(pool::avg_pool2d(x, p)?, &[2, 3])),
         },
-    ]
+    ];
+    mistakes.extend(pool_geometry_mistakes!(pool::avg_pool2d, AvgPoolFn));
+    mistakes
 }
 
 // ---------------------------------------------------------------------------------------------
