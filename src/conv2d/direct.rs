@@ -13,7 +13,9 @@
 //! The rows of an image are first copied into a buffer with the left and right padding written
 //! as zeros (and, for `s_w > 1`, columns of one phase side by side, so that the windows of a tile
 //! read neighbouring elements). A row of taps that falls in the top or bottom padding is
-//! skipped, not multiplied by zeros.
+//! skipped, not multiplied by zeros; so, in tiles of 48 or 64 channels, is a window's tap column
+//! that falls in the left or right padding (a test and a branch per window and tap, cheap beside
+//! its 3 or 4 multiply-adds).
 //!
 //! With fewer than 64 taps per output (`C_in/g · kH · kW`, the course's first layer has 25) the
 //! sums are too short for that tile to pay for scattering it into the channel rows of the
@@ -97,6 +99,9 @@ const MIN_CHANNELS: usize = 8;
 const MIN_TAPS: usize = 64;
 /// Windows per fixed piece of the weight gradient's sum over the batch.
 const WINDOWS_PER_BLOCK: usize = 800;
+/// Fewest registers of channels for which a forward tile skips the products with the left and
+/// right padding.
+const MASKED_VECTORS: usize = 3;
 /// Bytes a forward pass over an image's tiles keeps in L1: its packed weights and the input rows
 /// one output row reads (three quarters of L1: fewer channels per pass cost more in reloading
 /// the tiles between passes, more evict the rows; measured on the course's layers).
@@ -423,6 +428,12 @@ fn forward_run(
         sums.resize(windows * width, 0.0);
     }
     let row_tiles = pieces(w_out, max_mr(vectors));
+    // A masked window costs a test and a branch per tap: worth it beside 3 or 4 multiply-adds,
+    // not beside 1 or 2 (measured: the input gradient of L2, 32 channels, got slower).
+    let masks: Vec<Option<Vec<u32>>> = row_tiles
+        .iter()
+        .map(|&(j0, mr)| (vectors >= MASKED_VECTORS).then(|| tap_masks(plan, j0, mr))?)
+        .collect();
     let per_channel = (kh * kw * width + kh * rows.row) * std::mem::size_of::<f32>();
     let pass = (L1_PASS_BYTES / per_channel).max(1);
     for c0 in (0..rows.channels).step_by(pass) {
@@ -432,7 +443,7 @@ fn forward_run(
             let taps = inside(h, kh, i * s_h, plan.top, d_h);
             // The input row of the first tap inside (none is read when there is no such tap).
             let first_row = (i * s_h + taps.start * d_h).saturating_sub(plan.top);
-            for &(j0, mr) in &row_tiles {
+            for (&(j0, mr), masks) in row_tiles.iter().zip(&masks) {
                 let job = ForwardJob {
                     x: buf,
                     start: c0 * rows.channel + first_row * rows.row + j0,
@@ -441,6 +452,7 @@ fn forward_run(
                     rows: taps.len(),
                     row: d_h * rows.row,
                     offsets,
+                    masks: masks.as_deref(),
                     weights: &run.weights[(c0 * kh + taps.start) * kw * width..],
                     weights_channel: kh * kw * width,
                     bias: (c0 == 0).then_some(&run.bias[..]),
@@ -458,6 +470,23 @@ fn forward_run(
             }
         }
     }
+}
+
+/// For the row tile of windows `j0..j0 + mr`, one mask per tap column `k_j` whose bit `t` says
+/// that window `j0 + t` reads that column inside the image, not in the left or right padding;
+/// `None` when every window of the tile reads every column inside. The products with the
+/// padding's zeros are skipped, as the formula (and oneDNN) skips them: they add nothing.
+fn tap_masks(plan: &Plan, j0: usize, mr: usize) -> Option<Vec<u32>> {
+    let ([_, w], [_, kw]) = (plan.input, plan.kernel);
+    let (s_w, d_w) = (plan.stride[1], plan.dilation[1]);
+    let mut masks = vec![0u32; kw];
+    for t in 0..mr {
+        for k_j in inside(w, kw, (j0 + t) * s_w, plan.left, d_w) {
+            masks[k_j] |= 1 << t;
+        }
+    }
+    let all = (1u32 << mr) - 1;
+    masks.iter().any(|&m| m != all).then_some(masks)
 }
 
 /// Where the last pass writes a tile: channel `o` of window `t` to `dst[o·stride + t]`.
@@ -478,6 +507,9 @@ struct ForwardJob<'a> {
     rows: usize,
     row: usize,
     offsets: &'a [usize],
+    /// Per tap column, the windows that read it inside the image (see [`tap_masks`]); `None`
+    /// for all of them.
+    masks: Option<&'a [u32]>,
     weights: &'a [f32],
     weights_channel: usize,
     bias: Option<&'a [f32]>,
@@ -505,6 +537,7 @@ impl ForwardJob<'_> {
             }
             None => (std::ptr::null_mut(), 0, 0),
         };
+        assert!(self.masks.is_none_or(|m| m.len() >= self.offsets.len()));
         let reads = self.rows > 0 && self.channels > 0;
         if reads {
             let last = self.start
@@ -530,6 +563,7 @@ impl ForwardJob<'_> {
                 row: self.row,
                 offsets: self.offsets.as_ptr(),
                 taps: self.offsets.len(),
+                masks: self.masks.map_or(std::ptr::null(), <[u32]>::as_ptr),
                 w: self.weights.as_ptr(),
                 w_channel: self.weights_channel,
                 bias: self.bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
@@ -542,8 +576,16 @@ impl ForwardJob<'_> {
             // reads (x up to `last`, the weights of every channel and row inside, the bias's
             // `16·vectors` lanes when there is a bias), the tile's `mr·16·vectors` elements it
             // reads and writes, and the output's `(lanes − 1)·stride + mr` elements it scatters
-            // to (their indices fit an i32), and `mr`, `vectors` are instantiated.
-            unsafe { tile_shapes!(forward, &job, self.vectors, self.mr) }
+            // to (their indices fit an i32), the masks of every tap column when there are masks
+            // (a masked window reads a subset of those elements), and `mr`, `vectors` are
+            // instantiated.
+            unsafe {
+                if self.masks.is_some() {
+                    tile_shapes!(forward_masked, &job, self.vectors, self.mr)
+                } else {
+                    tile_shapes!(forward, &job, self.vectors, self.mr)
+                }
+            }
         }
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("the direct kernels run only where is_available() holds");
@@ -1069,6 +1111,7 @@ mod avx512 {
         pub row: usize,
         pub offsets: *const usize,
         pub taps: usize,
+        pub masks: *const u32,
         pub w: *const f32,
         pub w_channel: usize,
         pub bias: *const f32,
@@ -1088,6 +1131,28 @@ mod avx512 {
     /// buffers behind the pointers.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn forward<const MR: usize, const V: usize>(t: &Forward) {
+        // SAFETY: the caller's guarantees are this function's.
+        unsafe { forward_tile::<MR, V, false>(t) }
+    }
+
+    /// [`forward`] with the terms of window `t` and tap column `k_j` only where bit `t` of
+    /// `masks[k_j]` is set.
+    ///
+    /// # Safety
+    /// As for [`forward`], and `masks` must hold `taps` masks.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn forward_masked<const MR: usize, const V: usize>(t: &Forward) {
+        // SAFETY: the caller's guarantees are this function's.
+        unsafe { forward_tile::<MR, V, true>(t) }
+    }
+
+    /// The forward tile, with (`MASKED`) or without the masks of the tap columns.
+    ///
+    /// # Safety
+    /// As for [`forward_masked`] when `MASKED`, else as for [`forward`].
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn forward_tile<const MR: usize, const V: usize, const MASKED: bool>(t: &Forward) {
         let width = V * LANES;
         let mut acc = [[_mm512_setzero_ps(); V]; MR];
         // SAFETY: the caller guarantees every address read and written lies in its buffer.
@@ -1107,11 +1172,15 @@ mod avx512 {
                 for _ in 0..t.rows {
                     for k_j in 0..t.taps {
                         let x = x_row.add(*t.offsets.add(k_j));
+                        let valid = if MASKED { *t.masks.add(k_j) } else { u32::MAX };
                         let mut wv = [_mm512_setzero_ps(); V];
                         for (j, v) in wv.iter_mut().enumerate() {
                             *v = _mm512_loadu_ps(w.add(j * LANES));
                         }
                         for (i, row) in acc.iter_mut().enumerate() {
+                            if MASKED && valid & (1 << i) == 0 {
+                                continue;
+                            }
                             let a = _mm512_set1_ps(*x.add(i));
                             for (r, &v) in row.iter_mut().zip(&wv) {
                                 *r = _mm512_fmadd_ps(a, v, *r);
