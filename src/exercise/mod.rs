@@ -226,7 +226,7 @@ fn compare(expected: &Parts, got: &Parts) -> (Option<Problem>, f64) {
         let mut part_worst = (0.0, None);
         for ((at, &e_v), &g_v) in e.indexed_iter().zip(g.iter()) {
             let err = error(e_v, g_v);
-            if err > part_worst.0 || (part_worst.1.is_none() && err > TOLERANCE) {
+            if err > part_worst.0 {
                 part_worst = (err, Some(at.slice().to_vec()));
             }
         }
