@@ -95,6 +95,25 @@ fn a_kernel_not_written_yet_is_not_done() {
 }
 
 #[test]
+fn a_kernel_written_for_some_cases_fails_on_the_others() {
+    // Stride 1 only: the cases with a stride return NotImplemented and fail; the rest pass.
+    let report = exercise::check_conv_output_len(|n, k, s, pads, d| {
+        if s > 1 {
+            return Err(Error::NotImplemented);
+        }
+        convlab::shape::conv_output_len(n, k, s, pads, d)
+    });
+    assert_eq!(report.status(), Status::Failed);
+    assert!(
+        0 < report.passed && report.passed < report.total,
+        "{report}"
+    );
+    let failure = report.failure.as_ref().unwrap();
+    assert_eq!(failure.problem, Problem::NotImplemented);
+    assert!(failure.description.contains("stride 2"), "{report}");
+}
+
+#[test]
 fn a_panic_is_reported_and_the_other_cases_still_run() {
     // Right on every case but those with a stride of 2 or more, where it panics.
     let report = exercise::check_conv_output_len(|n, k, s, pads: Pads, d| {

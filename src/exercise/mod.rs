@@ -16,8 +16,8 @@
 //! println!("{report}");
 //! ```
 //!
-//! A function that returns [`Error::NotImplemented`] is "not done
-//! yet"; one that panics is reported with the case and the panic's message, and the other cases
+//! A function that returns [`Error::NotImplemented`] on every case is "not done yet" (on some
+//! cases only, those cases fail); one that panics is reported with the case and the panic's message, and the other cases
 //! still run. The exercises crate (`exercises/` in the repository) runs every checker on a
 //! student's files; `chapters/README.md` has a section for teachers on reading the reports.
 
@@ -63,7 +63,7 @@ pub enum Status {
     Passed,
     /// At least one case did not.
     Failed,
-    /// The function still returns [`Error::NotImplemented`].
+    /// The function returns [`Error::NotImplemented`] on every case.
     NotDone,
 }
 
@@ -104,6 +104,9 @@ pub enum Problem {
         /// The student's error message.
         got: String,
     },
+    /// The student's function returned [`Error::NotImplemented`] on this case but answered
+    /// others.
+    NotImplemented,
     /// The student's function panicked.
     Panicked {
         /// The panic's message.
@@ -141,7 +144,7 @@ pub struct Report {
     pub panics: usize,
     /// The first failing case.
     pub failure: Option<Failure>,
-    /// `true` when the function returned [`Error::NotImplemented`].
+    /// `true` when the function returned [`Error::NotImplemented`] on every case.
     pub not_done: bool,
 }
 
@@ -314,11 +317,7 @@ pub(crate) fn run<I, F>(
         let expected = reference(&case.input);
         let got = call(|| student(&case.input));
         let problem = match (&expected, &got) {
-            (_, Outcome::NotImplemented) => {
-                report.not_done = true;
-                report.passed = 0;
-                return report;
-            }
+            (_, Outcome::NotImplemented) => Some(Problem::NotImplemented),
             (_, Outcome::Panicked(message)) => {
                 report.panics += 1;
                 Some(Problem::Panicked {
@@ -344,6 +343,11 @@ pub(crate) fn run<I, F>(
             Some(_) => {}
         }
         outputs.push(got);
+    }
+    if outputs.iter().all(|o| matches!(o, Outcome::NotImplemented)) {
+        report.not_done = true;
+        report.worst_error = 0.0;
+        return report;
     }
     if let Some((number, problem)) = first_failure {
         let hint = diagnose(number, cases, &outputs, mistakes, &mistaken);
@@ -414,6 +418,10 @@ impl fmt::Display for Problem {
             Problem::UnexpectedError { got } => write!(
                 f,
                 "returned an error where the reference computes a result: {got}"
+            ),
+            Problem::NotImplemented => write!(
+                f,
+                "returned Error::NotImplemented here, where it answers other cases"
             ),
             Problem::Panicked { message } => write!(f, "panicked: {message}"),
         }
