@@ -35,47 +35,6 @@ fn naive_files(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
-/// The lines of the `[section]` table of a `Cargo.toml`, up to the next table header.
-fn section<'a>(manifest: &'a str, section: &str) -> Vec<&'a str> {
-    let header = format!("[{section}]");
-    manifest
-        .lines()
-        .skip_while(|line| line.trim() != header)
-        .skip(1)
-        .take_while(|line| !line.trim_start().starts_with('['))
-        .collect()
-}
-
-/// The first quoted string after `key =` in `text`.
-fn quoted_after(text: &str, key: &str) -> Option<String> {
-    let rest = text.trim_start().strip_prefix(key)?;
-    let rest = rest.trim_start().strip_prefix('=')?.trim_start();
-    let rest = rest.strip_prefix('"')?;
-    Some(rest[..rest.find('"')?].to_owned())
-}
-
-/// The version requirement of dependency `name` in the root manifest's `[dependencies]`, written
-/// either `name = "req"` or `name = { version = "req", … }`.
-fn version_requirement(manifest: &str, name: &str) -> String {
-    let dependencies = section(manifest, "dependencies");
-    let line = dependencies
-        .iter()
-        .find(|line| {
-            line.trim_start()
-                .strip_prefix(name)
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-        })
-        .unwrap_or_else(|| panic!("Cargo.toml's [dependencies] has no `{name} = …` line"));
-    quoted_after(line, name)
-        .or_else(|| {
-            let table = &line[line.find('{')? + 1..];
-            table
-                .split(',')
-                .find_map(|field| quoted_after(field, "version"))
-        })
-        .unwrap_or_else(|| panic!("no version requirement in Cargo.toml's line `{line}`"))
-}
-
 /// The module name a copied kernel gets in the scratch crate: `src/conv1d/naive.rs` becomes
 /// `conv1d_naive`.
 fn module_name(relative: &Path) -> String {
@@ -88,11 +47,9 @@ fn module_name(relative: &Path) -> String {
 }
 
 /// Copies `relative` (a path under the crate root) from the crate to the scratch crate, byte for
-/// byte, along with every file it pulls in with `include_str!` or `include_bytes!` (a module doc
-/// kept in `chapters/`), at the same relative paths so those macros find them.
+/// byte, at the same relative path.
 fn copy_verbatim(root: &Path, scratch: &Path, relative: &Path) {
-    let from = root.join(relative);
-    let to = scratch.join(relative);
+    let (from, to) = (root.join(relative), scratch.join(relative));
     if let Some(dir) = to.parent() {
         io(
             format_args!("creating {}", dir.display()),
@@ -103,44 +60,6 @@ fn copy_verbatim(root: &Path, scratch: &Path, relative: &Path) {
         format_args!("copying {} to {}", from.display(), to.display()),
         fs::copy(&from, &to),
     );
-    let Ok(text) = fs::read_to_string(&from) else {
-        return;
-    };
-    let dir = relative.parent().unwrap_or(Path::new(""));
-    for line in text
-        .lines()
-        .filter(|line| !line.trim_start().starts_with("//"))
-    {
-        for mac in ["include_str!(\"", "include_bytes!(\""] {
-            for (at, _) in line.match_indices(mac) {
-                let rest = &line[at + mac.len()..];
-                let Some(end) = rest.find('"') else { continue };
-                let included = normalise(&dir.join(&rest[..end]));
-                assert!(
-                    !included.starts_with(".."),
-                    "{} includes `{}`, which lies outside the crate and cannot be copied",
-                    relative.display(),
-                    &rest[..end],
-                );
-                copy_verbatim(root, scratch, &included);
-            }
-        }
-    }
-}
-
-/// `path` with its `.` and `dir/..` pairs removed, without touching the file system.
-fn normalise(path: &Path) -> PathBuf {
-    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
-    for part in path.iter() {
-        match part.to_str() {
-            Some(".") => {}
-            Some("..") if parts.last().is_some_and(|last| *last != "..") => {
-                parts.pop();
-            }
-            _ => parts.push(part),
-        }
-    }
-    parts.iter().collect()
 }
 
 /// Runs `cargo build` in the scratch crate, with `--offline` if asked.
@@ -191,6 +110,12 @@ fn naive_kernels_build_alone_beside_shape_and_error() {
     for relative in shared.iter().chain(&naive) {
         copy_verbatim(root, &scratch, relative);
     }
+    // A module's documentation is its chapter, pulled in with `include_str!("../chapters/…")`.
+    let chapters = io("listing chapters/", fs::read_dir(root.join("chapters")));
+    for entry in chapters {
+        let name = io("listing chapters/", entry).file_name();
+        copy_verbatim(root, &scratch, &Path::new("chapters").join(name));
+    }
 
     let mut lib = String::from(
         "//! Copies of convlab's naive kernels with the `shape` and `error` modules they use.\n\n\
@@ -213,17 +138,17 @@ fn naive_kernels_build_alone_beside_shape_and_error() {
         "reading Cargo.toml",
         fs::read_to_string(root.join("Cargo.toml")),
     );
-    let edition = section(&manifest, "package")
-        .iter()
-        .find_map(|line| quoted_after(line, "edition"))
-        .unwrap_or_else(|| panic!("Cargo.toml's [package] has no `edition = \"…\"` line"));
+    let edition = manifest
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("edition = "))
+        .unwrap_or_else(|| panic!("Cargo.toml has no `edition = \"…\"` line"));
     let mut scratch_manifest = format!(
-        "[package]\nname = \"convlab-naive-copy\"\nversion = \"0.0.0\"\nedition = \"{edition}\"\n\
+        "[package]\nname = \"convlab-naive-copy\"\nversion = \"0.0.0\"\nedition = {edition}\n\
          publish = false\n\n[dependencies]\n"
     );
+    // Any version: the project's Cargo.lock, copied below, pins the ones it builds with.
     for name in DEPENDENCIES {
-        let requirement = version_requirement(&manifest, name);
-        scratch_manifest.push_str(&format!("{name} = \"{requirement}\"\n"));
+        scratch_manifest.push_str(&format!("{name} = \"*\"\n"));
     }
     scratch_manifest.push_str("\n[workspace]\n");
     io(

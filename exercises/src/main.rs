@@ -17,12 +17,17 @@ mod ch07;
 mod ch08;
 
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use convlab::exercise::{self, Report, Status};
 
 /// Where the first panic of the exercise being checked happened.
 static FIRST_PANIC: Mutex<Option<String>> = Mutex::new(None);
+
+/// [`FIRST_PANIC`], also after a panic while it was held.
+fn first_panic() -> MutexGuard<'static, Option<String>> {
+    FIRST_PANIC.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Every exercise, in the order of the chapters.
 fn exercises() -> Vec<(u32, fn() -> Report)> {
@@ -68,7 +73,7 @@ fn main() -> ExitCode {
     }
     // A student's panic is part of the report; print only where the first one happened.
     std::panic::set_hook(Box::new(|info| {
-        let mut first = FIRST_PANIC.lock().unwrap_or_else(|e| e.into_inner());
+        let mut first = first_panic();
         if first.is_none() {
             *first = info.location().map(|l| l.to_string());
         }
@@ -78,11 +83,11 @@ fn main() -> ExitCode {
         if !chapters.is_empty() && !chapters.contains(&chapter) {
             continue;
         }
-        *FIRST_PANIC.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *first_panic() = None;
         let report = check();
         println!("{report}");
         if report.panics > 0
-            && let Some(at) = FIRST_PANIC.lock().unwrap_or_else(|e| e.into_inner()).take()
+            && let Some(at) = first_panic().take()
         {
             println!("  (the first panic was at {at})");
         }
