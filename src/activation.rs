@@ -2,23 +2,24 @@
 
 use ndarray::{Array, ArrayView, Axis, Dimension, NdFloat, Zip};
 
+use crate::buffers::{map, zip_map};
 use crate::error::{Error, Result};
 
 /// `relu(x) = max(x, 0)` element-wise (NaN stays NaN, as in PyTorch).
 pub fn relu<T: NdFloat, D: Dimension>(x: ArrayView<T, D>) -> Array<T, D> {
-    x.mapv(|v| if v < T::zero() { T::zero() } else { v })
+    map(x, |v| if v < T::zero() { T::zero() } else { v })
 }
 
 /// `leaky_relu(x) = x` for `x > 0`, `negative_slope · x` otherwise (PyTorch's default slope is
 /// 0.01).
 pub fn leaky_relu<T: NdFloat, D: Dimension>(x: ArrayView<T, D>, negative_slope: T) -> Array<T, D> {
-    x.mapv(|v| if v > T::zero() { v } else { v * negative_slope })
+    map(x, |v| if v > T::zero() { v } else { v * negative_slope })
 }
 
 /// `σ(x) = 1 / (1 + e^(−x))`, computed as `e^x / (1 + e^x)` for negative `x` so that no
 /// exponential overflows: `σ(−1e4) = 0`, `σ(1e4) = 1`, never NaN.
 pub fn sigmoid<T: NdFloat, D: Dimension>(x: ArrayView<T, D>) -> Array<T, D> {
-    x.mapv(|v| {
+    map(x, |v| {
         if v >= T::zero() {
             T::one() / (T::one() + (-v).exp())
         } else {
@@ -30,7 +31,7 @@ pub fn sigmoid<T: NdFloat, D: Dimension>(x: ArrayView<T, D>) -> Array<T, D> {
 
 /// `tanh(x) = (e^x − e^(−x)) / (e^x + e^(−x))`, via the standard library's stable `tanh`.
 pub fn tanh<T: NdFloat, D: Dimension>(x: ArrayView<T, D>) -> Array<T, D> {
-    x.mapv(T::tanh)
+    map(x, T::tanh)
 }
 
 fn check_axis(op: &'static str, ndim: usize, axis: usize) -> Result<()> {
@@ -90,9 +91,9 @@ pub fn relu_backward<T: NdFloat, D: Dimension>(
     grad_out: ArrayView<T, D>,
 ) -> Result<Array<T, D>> {
     check_same("relu_backward", x.shape(), grad_out.shape())?;
-    Ok(Zip::from(&x)
-        .and(&grad_out)
-        .map_collect(|&x, &g| if x > T::zero() { g } else { T::zero() }))
+    Ok(zip_map(x, grad_out, |x, g| {
+        if x > T::zero() { g } else { T::zero() }
+    }))
 }
 
 /// Backward of [`leaky_relu`]: `∂L/∂x = g` where `x > 0`, else `negative_slope · g`.
@@ -102,9 +103,9 @@ pub fn leaky_relu_backward<T: NdFloat, D: Dimension>(
     negative_slope: T,
 ) -> Result<Array<T, D>> {
     check_same("leaky_relu_backward", x.shape(), grad_out.shape())?;
-    Ok(Zip::from(&x)
-        .and(&grad_out)
-        .map_collect(|&x, &g| if x > T::zero() { g } else { g * negative_slope }))
+    Ok(zip_map(x, grad_out, |x, g| {
+        if x > T::zero() { g } else { g * negative_slope }
+    }))
 }
 
 /// Backward of [`sigmoid`] from its output `y = σ(x)`: `∂L/∂x = g · y · (1 − y)`.
@@ -113,9 +114,7 @@ pub fn sigmoid_backward<T: NdFloat, D: Dimension>(
     grad_out: ArrayView<T, D>,
 ) -> Result<Array<T, D>> {
     check_same("sigmoid_backward", y.shape(), grad_out.shape())?;
-    Ok(Zip::from(&y)
-        .and(&grad_out)
-        .map_collect(|&y, &g| g * y * (T::one() - y)))
+    Ok(zip_map(y, grad_out, |y, g| g * y * (T::one() - y)))
 }
 
 /// Backward of [`tanh`] from its output `y = tanh(x)`: `∂L/∂x = g · (1 − y²)`.
@@ -124,9 +123,7 @@ pub fn tanh_backward<T: NdFloat, D: Dimension>(
     grad_out: ArrayView<T, D>,
 ) -> Result<Array<T, D>> {
     check_same("tanh_backward", y.shape(), grad_out.shape())?;
-    Ok(Zip::from(&y)
-        .and(&grad_out)
-        .map_collect(|&y, &g| g * (T::one() - y * y)))
+    Ok(zip_map(y, grad_out, |y, g| g * (T::one() - y * y)))
 }
 
 /// Backward of [`softmax`] from its output `y`: `∂y_i/∂x_j = y_i·(δ_ij − y_j)`, so

@@ -25,7 +25,7 @@
 //! The glossary that maps the course's Spanish terms to these names is `chapters/README.md`.
 
 pub mod activation;
-mod buffers;
+pub mod buffers;
 pub mod conv1d;
 pub mod conv2d;
 pub mod data;

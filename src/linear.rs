@@ -67,7 +67,8 @@ const COLUMN_STEP: usize = 64;
 /// order whatever block holds the column, so the result has the same bits on any number of
 /// threads.
 fn dot<T: NdFloat>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
-    let mut c = Array2::zeros((a.nrows(), b.ncols()));
+    // β = 0: the product writes C without reading it (matrixmultiply's contract).
+    let mut c = crate::buffers::for_overwrite((a.nrows(), b.ncols()));
     let threads = rayon::current_num_threads().max(1);
     let block = b
         .ncols()

@@ -311,6 +311,24 @@ fn dropout_is_inverted_seeded_and_off_in_eval() {
     assert!(y.iter().all(|&v| v == 0.0));
 }
 
+/// A training forward pass is good for one backward pass: the second finds nothing kept and says
+/// so, and the next forward pass makes backward possible again, with the same input gradient.
+#[test]
+fn a_second_backward_pass_is_refused() {
+    let mut model = course_cnn::<f64>(0.0);
+    let (x, _) = formula_batch::<f64>();
+    let y = model.forward(x.clone(), Mode::Train { step: 1 }).unwrap();
+    let g = y.mapv(|v| v.cos());
+    let first = model.backward(g.clone()).unwrap();
+    let e = model.backward(g.clone()).unwrap_err();
+    assert!(
+        e.to_string().contains("one backward pass per forward pass"),
+        "{e}"
+    );
+    model.forward(x, Mode::Train { step: 1 }).unwrap();
+    assert_eq!(model.backward(g).unwrap(), first);
+}
+
 #[test]
 fn models_refuse_inputs_of_the_wrong_shape() {
     let mut model: Sequential<f32> = Architecture::FashionMnistCnn

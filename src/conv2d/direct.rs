@@ -42,6 +42,7 @@ use ndarray::parallel::prelude::*;
 use ndarray::{Array4, ArrayView1, ArrayView3, ArrayView4, Axis, s};
 
 use super::naive::{Conv2dGrads, check_grad_shape};
+use crate::buffers::Scratch;
 use crate::error::Result;
 use crate::gemm::Scalar;
 use crate::im2col::inside;
@@ -251,14 +252,16 @@ impl Rows {
         (col % self.stride) * self.phase + col / self.stride
     }
 
-    /// Copy rows `lines` of the channels of one image `(C, H, W)` into `buf`, `left` zeros
-    /// before each row. The padding positions are never written, so they stay zero from the
-    /// first sizing on.
-    fn fill(&self, x: ArrayView3<f32>, lines: Range<usize>, left: usize, buf: &mut Vec<f32>) {
-        if buf.len() != self.len() {
-            buf.clear();
-            buf.resize(self.len(), 0.0);
-        }
+    /// A buffer for [`Rows::fill`], all zeros.
+    fn buffer(&self) -> Scratch<f32> {
+        Scratch::full(self.len(), 0.0)
+    }
+
+    /// Copy rows `lines` of the channels of one image `(C, H, W)` into `buf` (from
+    /// [`Rows::buffer`]), `left` zeros before each row. The padding positions are never
+    /// written, so they stay zero from the buffer's start on.
+    fn fill(&self, x: ArrayView3<f32>, lines: Range<usize>, left: usize, buf: &mut [f32]) {
+        assert_eq!(buf.len(), self.len(), "a row buffer of the rows' length");
         for (c, channel) in x.outer_iter().enumerate() {
             for (r, line) in channel
                 .outer_iter()
@@ -321,7 +324,7 @@ impl Channels {
 /// bias, zero in the lanes past the run.
 struct Packed {
     channels: Channels,
-    weights: Vec<f32>,
+    weights: Scratch<f32>,
     bias: Vec<f32>,
 }
 
@@ -329,7 +332,7 @@ impl Packed {
     fn new(channels: Channels, w: ArrayView4<f32>, b: Option<ArrayView1<f32>>) -> Packed {
         let (_, per_group, kh, kw) = w.dim();
         let width = channels.width();
-        let mut weights = vec![0.0; per_group * kh * kw * width];
+        let mut weights = Scratch::full(per_group * kh * kw * width, 0.0);
         let mut bias = vec![0.0; width];
         for o in 0..channels.lanes {
             let filter = w.index_axis(Axis(0), channels.first + o);
@@ -376,6 +379,12 @@ fn forward(
     let offsets: Vec<usize> = (0..plan.kernel[1])
         .map(|k_j| rows.at(k_j * plan.dilation[1]))
         .collect();
+    let sums_len = windows
+        * packed
+            .iter()
+            .map(|run| run.channels.width())
+            .max()
+            .unwrap_or(0);
     let mut jobs = Vec::with_capacity(plan.batch * packed.len());
     let images = out
         .as_slice_mut()
@@ -389,7 +398,7 @@ fn forward(
         }
     }
     jobs.into_par_iter().for_each_init(
-        || (Vec::new(), Vec::new()),
+        || (rows.buffer(), Scratch::any(sums_len)),
         |(buf, sums), (image, run, dst)| {
             let group = run.channels.group;
             let x_g = x.slice(s![
@@ -416,7 +425,7 @@ fn forward_run(
     offsets: &[usize],
     run: &Packed,
     buf: &[f32],
-    sums: &mut Vec<f32>,
+    sums: &mut [f32],
     dst: &mut [f32],
 ) {
     let ([h, _], [kh, kw], [h_out, w_out]) = (plan.input, plan.kernel, plan.output);
@@ -424,9 +433,10 @@ fn forward_run(
     let (width, vectors) = (run.channels.width(), run.channels.vectors);
     let windows = h_out * w_out;
     // Every pass writes the sums before the next reads them: no need to clear them.
-    if sums.len() < windows * width {
-        sums.resize(windows * width, 0.0);
-    }
+    assert!(
+        sums.len() >= windows * width,
+        "room for every window's sums"
+    );
     let row_tiles = pieces(w_out, max_mr(vectors));
     // A masked window costs a test and a branch per tap: worth it beside 3 or 4 multiply-adds,
     // not beside 1 or 2 (measured: the input gradient of L2, 32 channels, got slower).
@@ -624,7 +634,7 @@ fn forward_rows(
     let (per_group, out_per_group) = (plan.c_in_per_group(), plan.c_out_per_group());
     // Weights `[group][c][k_i][k_j][o]`: a tap's output channels side by side.
     let taps = per_group * kh * kw;
-    let mut weights = vec![0.0f32; plan.groups * taps * out_per_group];
+    let mut weights = Scratch::full(plan.groups * taps * out_per_group, 0.0f32);
     for ((o, c, k_i, k_j), &v) in w.indexed_iter() {
         let (group, o) = (o / out_per_group, o % out_per_group);
         weights[(group * taps + (c * kh + k_i) * kw + k_j) * out_per_group + o] = v;
@@ -663,8 +673,9 @@ fn forward_rows(
             jobs.push((image, group, dst));
         }
     }
-    jobs.into_par_iter()
-        .for_each_init(Vec::new, |buf, (image, group, dst)| {
+    jobs.into_par_iter().for_each_init(
+        || rows.buffer(),
+        |buf, (image, group, dst)| {
             let x_g = x.slice(s![
                 image,
                 group * per_group..(group + 1) * per_group,
@@ -692,7 +703,8 @@ fn forward_rows(
                     }
                 }
             }
-        });
+        },
+    );
     out
 }
 
@@ -798,7 +810,7 @@ fn weight_grad(x: ArrayView4<f32>, g: ArrayView4<f32>, plan: &Plan) -> Array4<f3
             run
         })
         .collect();
-    let mut weight = Array4::<f32>::zeros((plan.c_out, per_group, kh, kw));
+    let mut weight = crate::buffers::zeros::<f32, _>((plan.c_out, per_group, kh, kw));
     if plan.batch == 0 || weight.is_empty() || h_out * w_out == 0 {
         return weight;
     }
@@ -818,12 +830,12 @@ fn weight_grad(x: ArrayView4<f32>, g: ArrayView4<f32>, plan: &Plan) -> Array4<f3
             slabs.push((n0..(n0 + per).min(plan.batch), 0..h_out));
         }
     }
-    let partials: Vec<Vec<f32>> = slabs
+    let partials: Vec<Scratch<f32>> = slabs
         .into_par_iter()
         .map_init(
-            || (Vec::new(), vec![0.0f32; g_len]),
+            || (rows.buffer(), Scratch::full(g_len, 0.0f32)),
             |(buf, packed_g), (images, out_rows)| {
-                let mut dw = vec![0.0f32; dw_len];
+                let mut dw = Scratch::full(dw_len, 0.0f32);
                 for n in images {
                     // The input rows these output rows read.
                     let lines = (out_rows.start * s_h).saturating_sub(plan.top)
@@ -839,9 +851,9 @@ fn weight_grad(x: ArrayView4<f32>, g: ArrayView4<f32>, plan: &Plan) -> Array4<f3
         )
         .collect();
     // The pieces' sums, added in order.
-    let mut total = vec![0.0f32; dw_len];
+    let mut total = Scratch::full(dw_len, 0.0f32);
     for partial in &partials {
-        for (t, p) in total.iter_mut().zip(partial) {
+        for (t, p) in total.iter_mut().zip(partial.iter()) {
             *t += p;
         }
     }
@@ -1006,16 +1018,19 @@ fn input_grad(
 ) -> Array4<f32> {
     let (per_group, out_per_group) = (plan.c_in_per_group(), plan.c_out_per_group());
     let [kh, kw] = plan.kernel;
-    let flipped = Array4::from_shape_fn((plan.c_in, out_per_group, kh, kw), |(c, o, k_i, k_j)| {
+    let mut flipped = crate::buffers::zeros::<f32, _>((plan.c_in, out_per_group, kh, kw));
+    for ((c, o, k_i, k_j), f) in flipped.indexed_iter_mut() {
         let group = c / per_group;
-        w[[
+        *f = w[[
             group * out_per_group + o,
             c % per_group,
             kh - 1 - k_i,
             kw - 1 - k_j,
-        ]]
-    });
-    forward(g, flipped.view(), None, transposed)
+        ]];
+    }
+    let grad = forward(g, flipped.view(), None, transposed);
+    crate::buffers::recycle(flipped);
+    grad
 }
 
 /// [`super::fast::conv2d`] by the direct kernels, or `Ok(None)` where they do not apply (no
@@ -1082,7 +1097,7 @@ pub fn conv2d_backward<T: Scalar>(
     };
     let weight = weight_grad(x, g, &plan);
     let input = input_grad(w, g, &plan, &transposed);
-    let bias = g.sum_axis(Axis(3)).sum_axis(Axis(2)).sum_axis(Axis(0));
+    let bias = super::fast::bias_grad(g);
     Ok(
         match (T::from_f32(input), T::from_f32(weight), T::from_f32(bias)) {
             (Some(input), Some(weight), Some(bias)) => Some(Conv2dGrads {

@@ -11,7 +11,8 @@
 
 use ndarray::parallel::prelude::*;
 use ndarray::{
-    Array2, Array4, Array5, ArrayView1, ArrayView2, ArrayView4, ArrayView5, ArrayViewMut2, Axis, s,
+    Array1, Array2, Array4, Array5, ArrayView1, ArrayView2, ArrayView4, ArrayView5, ArrayViewMut2,
+    Axis, Zip, s,
 };
 
 use crate::error::Result;
@@ -315,7 +316,7 @@ pub fn conv2d_backward_with<T: Scalar>(
         )
         .map(|((mut gx_block, x_block), g_block)| {
             let mut grad_w = Array2::<T>::zeros((c_out, rows));
-            let mut cols = Array2::<T>::zeros((rows, windows));
+            let mut cols = crate::buffers::zeros::<T, _>((rows, windows));
             for ((mut gx_n, x_n), g_n) in gx_block
                 .outer_iter_mut()
                 .zip(x_block.outer_iter())
@@ -355,6 +356,7 @@ pub fn conv2d_backward_with<T: Scalar>(
                     col2im_2d(cols.view(), &patches, gx_n.slice_mut(s![inputs, .., ..]));
                 }
             }
+            crate::buffers::recycle(cols);
             Ok::<_, crate::error::Error>(grad_w)
         })
         .collect::<Result<Vec<_>>>()?;
@@ -362,10 +364,7 @@ pub fn conv2d_backward_with<T: Scalar>(
     for partial in &partial_sums {
         grad_w += partial;
     }
-    let bias = grad_out
-        .sum_axis(Axis(3))
-        .sum_axis(Axis(2))
-        .sum_axis(Axis(0));
+    let bias = bias_grad(grad_out);
     Ok(super::naive::Conv2dGrads {
         input: grad_x,
         weight: grad_w
@@ -373,6 +372,23 @@ pub fn conv2d_backward_with<T: Scalar>(
             .expect("one gradient per weight"),
         bias,
     })
+}
+
+/// `∂L/∂b[o] = Σ_{n,i,j} G[n, o, i, j]`: each row of `G` summed first, then the rows of each
+/// image, then the images, in that order (the order of `ndarray`'s `sum_axis` over axes 3, 2
+/// and 0, so the bits match it).
+pub(crate) fn bias_grad<T: Scalar>(g: ArrayView4<T>) -> Array1<T> {
+    let (n, c, h, w) = g.dim();
+    if !g.is_standard_layout() || w < 2 {
+        return g.sum_axis(Axis(3)).sum_axis(Axis(2)).sum_axis(Axis(0));
+    }
+    let mut rows = crate::buffers::zeros::<T, _>((n, c, h));
+    Zip::from(&mut rows)
+        .and(g.lanes(Axis(3)))
+        .for_each(|r, lane| *r = lane.sum());
+    let bias = rows.sum_axis(Axis(2)).sum_axis(Axis(0));
+    crate::buffers::recycle(rows);
+    bias
 }
 
 /// Backpropagation through [`conv3d`], the twin of [`super::naive::conv3d_backward`]: for every

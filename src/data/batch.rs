@@ -331,14 +331,15 @@ impl<T: Scalar> Iterator for Batches<'_, T> {
 
         let (_, c, h, w) = self.images.dim();
         let size = c * h * w;
-        let mut out = vec![T::zero(); indices.len() * size];
+        let mut images = crate::buffers::zeros::<T, _>((indices.len(), c, h, w));
+        let out = images.as_slice_mut().expect("a new array is contiguous");
         for (k, &i) in indices.iter().enumerate() {
             let t = self.draw();
-            let images = self
+            let all = self
                 .images
                 .as_slice()
                 .expect("images are kept in standard layout");
-            let src = &images[i * size..(i + 1) * size];
+            let src = &all[i * size..(i + 1) * size];
             let dst = &mut out[k * size..(k + 1) * size];
             if t == Transform::identity() {
                 for (o, &v) in dst.iter_mut().zip(src) {
@@ -349,8 +350,6 @@ impl<T: Scalar> Iterator for Batches<'_, T> {
                 place(src, [c, h, w], t, |v| scale[usize::from(v)], T::zero(), dst);
             }
         }
-        let images = Array4::from_shape_vec((indices.len(), c, h, w), out)
-            .expect("the batch buffer has the batch's shape");
         let labels = indices
             .iter()
             .map(|&i| usize::from(self.labels[i]))

@@ -6,6 +6,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{Init, Kernels, Layer, LayerKind, Mode, Tensor};
 use crate::activation;
+use crate::buffers::recycle;
 use crate::conv2d::{fast as conv_fast, naive as conv_naive};
 use crate::error::{Error, Result};
 use crate::gemm::Scalar;
@@ -34,14 +35,50 @@ fn rank2<T: Scalar>(layer: &str, x: ArrayD<T>) -> Result<Array2<T>> {
     })
 }
 
-/// The cached input of the last training forward, or an error if there was none.
+/// The cached input of the last training forward, or an error if there was none (or a
+/// backward pass has used it already).
 fn cached<'a, U>(layer: &str, cache: &'a Option<U>) -> Result<&'a U> {
     cache.as_ref().ok_or_else(|| {
         Error::shape(
             "backward",
-            format!("{layer}: backward needs a forward pass in training mode first"),
+            format!(
+                "{layer}: backward needs a forward pass in training mode first \
+                 (one backward pass per forward pass)"
+            ),
         )
     })
+}
+
+/// Hand back what a backward pass has used: a training forward pass is good for one backward
+/// pass, as in PyTorch, which frees a graph's saved tensors once its backward pass has run.
+fn release<T: Send + 'static, D: ndarray::Dimension>(cache: &mut Option<ndarray::Array<T, D>>) {
+    if let Some(old) = cache.take() {
+        recycle(old);
+    }
+}
+
+/// Keep `value` for the backward pass when training, else hand it back; what was kept before is
+/// handed back either way (see [`crate::buffers`]).
+fn keep<T: Send + 'static, D: ndarray::Dimension>(
+    slot: &mut Option<ndarray::Array<T, D>>,
+    mode: Mode,
+    value: ndarray::Array<T, D>,
+) {
+    release(slot);
+    if matches!(mode, Mode::Train { .. }) {
+        *slot = Some(value);
+    } else {
+        recycle(value);
+    }
+}
+
+/// `x` itself if it is in standard layout, else a standard-layout copy.
+fn standard_layout<T: Scalar>(x: ArrayD<T>) -> ArrayD<T> {
+    if x.is_standard_layout() {
+        x
+    } else {
+        x.as_standard_layout().into_owned()
+    }
 }
 
 /// A bias as the kernels take it.
@@ -85,6 +122,8 @@ fn accumulate<T: Scalar>(
     if let Some(b) = bias {
         b.grad += &grad_bias;
     }
+    recycle(grad_weight);
+    recycle(grad_bias);
 }
 
 fn padding_repr(p: Padding) -> String {
@@ -240,7 +279,7 @@ impl<T: Scalar> Layer<T> for Conv2d<T> {
             Kernels::Fast => conv_fast::conv2d(x.view(), self.weight4(), b, self.params)?,
             Kernels::Naive => conv_naive::conv2d(x.view(), self.weight4(), b, self.params)?,
         };
-        self.input = matches!(mode, Mode::Train { .. }).then_some(x);
+        keep(&mut self.input, mode, x);
         Ok(y.into_dyn())
     }
 
@@ -255,6 +294,8 @@ impl<T: Scalar> Layer<T> for Conv2d<T> {
                 conv_naive::conv2d_backward(x.view(), self.weight4(), g.view(), self.params)?
             }
         };
+        recycle(g);
+        release(&mut self.input);
         accumulate(
             &mut self.weight,
             &mut self.bias,
@@ -372,7 +413,7 @@ impl<T: Scalar> Layer<T> for Linear<T> {
         let x = rank2("Linear", x)?;
         let b = bias_view(&self.bias);
         let y = linear(x.view(), self.weight2(), b)?;
-        self.input = matches!(mode, Mode::Train { .. }).then_some(x);
+        keep(&mut self.input, mode, x);
         Ok(y.into_dyn())
     }
 
@@ -380,6 +421,8 @@ impl<T: Scalar> Layer<T> for Linear<T> {
         let x = cached("Linear", &self.input)?;
         let g = rank2("Linear backward", grad_out)?;
         let grads = linear_backward(x.view(), self.weight2(), g.view())?;
+        recycle(g);
+        release(&mut self.input);
         accumulate(
             &mut self.weight,
             &mut self.bias,
@@ -438,11 +481,14 @@ impl<T: Scalar> Layer<T> for ReLU<T> {
     }
     fn forward(&mut self, x: ArrayD<T>, mode: Mode, _kernels: Kernels) -> Result<ArrayD<T>> {
         let y = activation::relu(x.view());
-        self.input = matches!(mode, Mode::Train { .. }).then_some(x);
+        keep(&mut self.input, mode, x);
         Ok(y)
     }
     fn backward(&mut self, grad_out: ArrayD<T>, _kernels: Kernels) -> Result<ArrayD<T>> {
-        activation::relu_backward(cached("ReLU", &self.input)?.view(), grad_out.view())
+        let grad = activation::relu_backward(cached("ReLU", &self.input)?.view(), grad_out.view())?;
+        recycle(grad_out);
+        release(&mut self.input);
+        Ok(grad)
     }
 }
 
@@ -481,7 +527,9 @@ macro_rules! output_activation {
             }
             fn backward(&mut self, $g: ArrayD<T>, _kernels: Kernels) -> Result<ArrayD<T>> {
                 let $y = cached(stringify!($name), &self.output)?;
-                $backward
+                let grad = $backward?;
+                release(&mut self.output);
+                Ok(grad)
             }
         }
     };
@@ -593,7 +641,14 @@ impl<T: Scalar> Layer<T> for MaxPool2d {
             Kernels::Naive => pool_naive::max_pool2d_with_indices(x.view(), self.params)?,
         };
         let (_, _, h, w) = x.dim();
-        self.cache = matches!(mode, Mode::Train { .. }).then_some((at, [h, w]));
+        recycle(x);
+        if let Some((old, _)) = self.cache.take() {
+            recycle(old);
+        }
+        match mode {
+            Mode::Train { .. } => self.cache = Some((at, [h, w])),
+            Mode::Eval => recycle(at),
+        }
         Ok(y.into_dyn())
     }
     fn backward(&mut self, grad_out: ArrayD<T>, kernels: Kernels) -> Result<ArrayD<T>> {
@@ -603,6 +658,10 @@ impl<T: Scalar> Layer<T> for MaxPool2d {
             Kernels::Fast => pool_fast::max_pool2d_backward(g.view(), at.view(), *size)?,
             Kernels::Naive => pool_naive::max_pool2d_backward(g.view(), at.view(), *size)?,
         };
+        recycle(g);
+        if let Some((at, _)) = self.cache.take() {
+            recycle(at);
+        }
         Ok(grad.into_dyn())
     }
     fn window(&self) -> Option<Window> {
@@ -643,6 +702,7 @@ impl<T: Scalar> Layer<T> for AvgPool2d {
             Kernels::Naive => pool_naive::avg_pool2d(x.view(), self.params)?,
         };
         let (_, _, h, w) = x.dim();
+        recycle(x);
         self.size = matches!(mode, Mode::Train { .. }).then_some([h, w]);
         Ok(y.into_dyn())
     }
@@ -653,6 +713,8 @@ impl<T: Scalar> Layer<T> for AvgPool2d {
             Kernels::Fast => pool_fast::avg_pool2d_backward(g.view(), size, self.params)?,
             Kernels::Naive => pool_naive::avg_pool2d_backward(g.view(), size, self.params)?,
         };
+        recycle(g);
+        self.size = None;
         Ok(grad.into_dyn())
     }
     fn window(&self) -> Option<Window> {
@@ -708,6 +770,7 @@ impl<T: Scalar> Layer<T> for AdaptiveAvgPool2d {
             Kernels::Naive => pool_naive::adaptive_avg_pool2d(x.view(), self.output_size)?,
         };
         let (_, _, h, w) = x.dim();
+        recycle(x);
         self.size = matches!(mode, Mode::Train { .. }).then_some([h, w]);
         Ok(y.into_dyn())
     }
@@ -718,6 +781,8 @@ impl<T: Scalar> Layer<T> for AdaptiveAvgPool2d {
             Kernels::Fast => pool_fast::adaptive_avg_pool2d_backward(g.view(), size)?,
             Kernels::Naive => pool_naive::adaptive_avg_pool2d_backward(g.view(), size)?,
         };
+        recycle(g);
+        self.size = None;
         Ok(grad.into_dyn())
     }
     fn connects_everything(&self) -> bool {
@@ -760,8 +825,7 @@ impl<T: Scalar> Layer<T> for Flatten {
             ));
         };
         let features = shape[1..].iter().product::<usize>();
-        let x = x.as_standard_layout().into_owned();
-        let y = x
+        let y = standard_layout(x)
             .into_shape_with_order(IxDyn(&[n, features]))
             .expect("a standard-layout array reshapes to its own element count");
         self.shape = matches!(mode, Mode::Train { .. }).then_some(shape);
@@ -778,9 +842,11 @@ impl<T: Scalar> Layer<T> for Flatten {
                 ),
             ));
         }
-        let g = grad_out.as_standard_layout().into_owned();
-        Ok(g.into_shape_with_order(IxDyn(shape))
-            .expect("the element counts were checked"))
+        let grad = standard_layout(grad_out)
+            .into_shape_with_order(IxDyn(shape))
+            .expect("the element counts were checked");
+        self.shape = None;
+        Ok(grad)
     }
     fn connects_everything(&self) -> bool {
         true
@@ -830,7 +896,9 @@ impl<T: Scalar> Layer<T> for Dropout<T> {
     }
     fn forward(&mut self, x: ArrayD<T>, mode: Mode, _kernels: Kernels) -> Result<ArrayD<T>> {
         let Mode::Train { step } = mode else {
-            self.mask = None;
+            if let Some(old) = self.mask.take() {
+                recycle(old);
+            }
             return Ok(x);
         };
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
@@ -841,15 +909,19 @@ impl<T: Scalar> Layer<T> for Dropout<T> {
         } else {
             T::zero()
         };
-        let mask = ArrayD::from_shape_simple_fn(x.raw_dim(), || {
-            if rng.random::<f64>() < self.p {
+        // Drawn in the elements' logical order, whatever the buffer held before.
+        let mut mask = crate::buffers::zeros(x.raw_dim());
+        mask.iter_mut().for_each(|m| {
+            *m = if rng.random::<f64>() < self.p {
                 T::zero()
             } else {
                 keep
             }
         });
         let y = x * &mask;
-        self.mask = Some(mask);
+        if let Some(old) = self.mask.replace(mask) {
+            recycle(old);
+        }
         Ok(y)
     }
     fn backward(&mut self, grad_out: ArrayD<T>, _kernels: Kernels) -> Result<ArrayD<T>> {
@@ -864,7 +936,9 @@ impl<T: Scalar> Layer<T> for Dropout<T> {
                 ),
             ));
         }
-        Ok(grad_out * mask)
+        let grad = grad_out * mask;
+        release(&mut self.mask);
+        Ok(grad)
     }
     fn reset_parameters(&mut self, _init: Init, rng: &mut ChaCha8Rng) {
         self.seed = rng.random();

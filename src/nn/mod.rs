@@ -96,8 +96,9 @@ impl<T: Scalar> Tensor<T> {
 
 /// One layer of a [`Sequential`] model. A layer keeps its parameters and their gradients; its
 /// forward pass in [`Mode::Train`] caches what its backward pass needs, and its backward pass
-/// takes `∂L/∂out`, adds to its parameters' gradients and returns `∂L/∂in`. The arithmetic is
-/// the chapters' kernels: a layer adds none of its own.
+/// takes `∂L/∂out`, adds to its parameters' gradients, returns `∂L/∂in` and gives the cache
+/// back (one backward pass per training forward pass). The arithmetic is the chapters' kernels:
+/// a layer adds none of its own.
 pub trait Layer<T: Scalar>: Send + Sync {
     /// The layer as PyTorch prints it, e.g. `Conv2d(1, 32, kernel_size=(5, 5), padding=(2, 2))`.
     fn describe(&self) -> String;

@@ -87,8 +87,8 @@ fn max_windows<T: NdFloat>(
 ) -> (Array4<T>, Array4<usize>) {
     let (n, c, h, w) = x.dim();
     let (oh, ow) = (rows.len(), cols.len());
-    let mut out = Array4::from_elem((n, c, oh, ow), T::neg_infinity());
-    let mut index = Array4::zeros((n, c, oh, ow));
+    let mut out = crate::buffers::full((n, c, oh, ow), T::neg_infinity());
+    let mut index = crate::buffers::full((n, c, oh, ow), 0usize);
     if n * c == 0 || oh * ow == 0 {
         return (out, index);
     }
