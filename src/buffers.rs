@@ -176,8 +176,10 @@ fn give<T: Send + 'static>(buffer: Vec<T>) {
     drop(freed);
 }
 
-/// Hand an array the caller is done with back for a later batch.
-pub(crate) fn recycle<T: Send + 'static, D: Dimension>(array: Array<T, D>) {
+/// Hand an array you are done with to the kept buffers (the layers do it with theirs): a later
+/// output or scratch buffer of a kernel may take its memory, and clears it or writes every
+/// element before it is read.
+pub fn recycle<T: Send + 'static, D: Dimension>(array: Array<T, D>) {
     let (values, _) = array.into_raw_vec_and_offset();
     give(values);
 }

@@ -720,6 +720,11 @@ proptest! {
         let abs = |a: &Array4<f64>| a.mapv(f64::abs);
         let size = naive::conv2d_backward(abs(&x).view(), abs(&w).view(), abs(&g).view(), *p).unwrap();
         let (xs, ws, gs) = (Stored::new(&xt, *layout), Stored::new(&wt, *layout), Stored::new(&gt, *layout));
+        // Kept buffers of NaN the size of ∂L/∂x, one for each call: ∂L/∂x is a forward
+        // convolution, which writes every element of the buffer it takes.
+        for _ in 0..2 {
+            convlab::buffers::recycle(Array4::from_elem(x.dim(), f32::NAN));
+        }
         let direct = convlab::conv2d::direct::conv2d_backward(xs.view(), ws.view(), gs.view(), *p).unwrap();
         let ((n, c_in, h, wd), (c_out, cpg, kh, kw)) = (x.dim(), w.dim());
         let geo = convlab::shape::ConvGeometry::new((n, c_in, [h, wd]), (c_out, cpg, [kh, kw]), None, *p).unwrap();

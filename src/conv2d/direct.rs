@@ -336,8 +336,9 @@ impl Packed {
         let mut bias = vec![0.0; width];
         for o in 0..channels.lanes {
             let filter = w.index_axis(Axis(0), channels.first + o);
-            for ((c, k_i, k_j), &v) in filter.indexed_iter() {
-                weights[((c * kh + k_i) * kw + k_j) * width + o] = v;
+            // Logical order is (c, k_i, k_j): the tap index (c·kH + k_i)·kW + k_j.
+            for (tap, &v) in filter.iter().enumerate() {
+                weights[tap * width + o] = v;
             }
             if let Some(b) = b {
                 bias[o] = b[channels.first + o];
@@ -360,7 +361,9 @@ fn forward(
 ) -> Array4<f32> {
     let [h_out, w_out] = plan.output;
     let windows = h_out * w_out;
-    let mut out = crate::buffers::zeros::<f32, _>((plan.batch, plan.c_out, h_out, w_out));
+    // The last pass over the input channels (there is one: this route has 64 taps or more per
+    // output) writes every output of every tile.
+    let mut out = crate::buffers::for_overwrite::<f32, _>((plan.batch, plan.c_out, h_out, w_out));
     if out.is_empty() {
         return out;
     }
@@ -1169,6 +1172,7 @@ mod avx512 {
     #[inline]
     unsafe fn forward_tile<const MR: usize, const V: usize, const MASKED: bool>(t: &Forward) {
         let width = V * LANES;
+        let all = (1u32 << MR) - 1;
         let mut acc = [[_mm512_setzero_ps(); V]; MR];
         // SAFETY: the caller guarantees every address read and written lies in its buffer.
         unsafe {
@@ -1187,18 +1191,29 @@ mod avx512 {
                 for _ in 0..t.rows {
                     for k_j in 0..t.taps {
                         let x = x_row.add(*t.offsets.add(k_j));
-                        let valid = if MASKED { *t.masks.add(k_j) } else { u32::MAX };
                         let mut wv = [_mm512_setzero_ps(); V];
                         for (j, v) in wv.iter_mut().enumerate() {
                             *v = _mm512_loadu_ps(w.add(j * LANES));
                         }
-                        for (i, row) in acc.iter_mut().enumerate() {
-                            if MASKED && valid & (1 << i) == 0 {
-                                continue;
+                        // A column every window reads inside takes the branch-free loop: the
+                        // tests of the windows would take issue slots from the multiply-adds.
+                        let valid = if MASKED { *t.masks.add(k_j) } else { all };
+                        if valid & all == all {
+                            for (i, row) in acc.iter_mut().enumerate() {
+                                let a = _mm512_set1_ps(*x.add(i));
+                                for (r, &v) in row.iter_mut().zip(&wv) {
+                                    *r = _mm512_fmadd_ps(a, v, *r);
+                                }
                             }
-                            let a = _mm512_set1_ps(*x.add(i));
-                            for (r, &v) in row.iter_mut().zip(&wv) {
-                                *r = _mm512_fmadd_ps(a, v, *r);
+                        } else {
+                            for (i, row) in acc.iter_mut().enumerate() {
+                                if valid & (1 << i) == 0 {
+                                    continue;
+                                }
+                                let a = _mm512_set1_ps(*x.add(i));
+                                for (r, &v) in row.iter_mut().zip(&wv) {
+                                    *r = _mm512_fmadd_ps(a, v, *r);
+                                }
                             }
                         }
                         w = w.add(width);
