@@ -121,9 +121,9 @@ fn kept() -> MutexGuard<'static, Kept> {
 }
 
 /// A kept buffer of `len` elements (its values are whatever its last user left, and `pad` past
-/// that user's length): the smallest kept one that holds `len`, if it is at most twice as
-/// large. A batch of another size (the last one of an epoch, an evaluation batch) can so use
-/// the buffers of the usual one and the other way round.
+/// that user's length): the smallest kept one that holds `len`. A batch of another size (the
+/// last one of an epoch, an evaluation batch) can so use the buffers of the usual one and the
+/// other way round.
 fn take<T: Copy + Send + 'static>(len: usize, pad: T) -> Option<Vec<T>> {
     if len.saturating_mul(size_of::<T>()) < KEEP_MIN_BYTES {
         return None;
@@ -203,8 +203,14 @@ where
     D: Dimension,
 {
     let dim = shape.into_dimension();
-    let len = dim.size();
-    let values = match take::<T>(len, value) {
+    let values = filled(dim.size(), value);
+    Array::from_shape_vec(dim, values).expect("one value per element of the shape")
+}
+
+/// `len` copies of `value`: a kept buffer if there is one, else a new one, written a piece
+/// per thread when it is large.
+fn filled<T: Copy + Send + Sync + 'static>(len: usize, value: T) -> Vec<T> {
+    match take::<T>(len, value) {
         Some(mut values) => {
             fill(&mut values, value);
             values
@@ -215,8 +221,7 @@ where
             values.par_extend(rayon::iter::repeat_n(value, len));
             values
         }
-    };
-    Array::from_shape_vec(dim, values).expect("one value per element of the shape")
+    }
 }
 
 /// An array of zeros ([`full`] of zero).
@@ -279,14 +284,7 @@ pub(crate) struct Scratch<T: Send + 'static>(Vec<T>);
 impl<T: Copy + Send + Sync + 'static> Scratch<T> {
     /// `len` copies of `value`.
     pub(crate) fn full(len: usize, value: T) -> Self {
-        let values = match take::<T>(len, value) {
-            Some(mut values) => {
-                fill(&mut values, value);
-                values
-            }
-            None => vec![value; len],
-        };
-        Scratch(values)
+        Scratch(filled(len, value))
     }
 
     /// `len` values for a caller that writes each before it reads it: a kept buffer as its last
