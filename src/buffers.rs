@@ -289,7 +289,7 @@ impl<T: Copy + Send + Sync + 'static> Scratch<T> {
 
     /// `len` values for a caller that writes each before it reads it: a kept buffer as its last
     /// user left it, or a new one of zeros.
-    pub(crate) fn any(len: usize) -> Self
+    pub(crate) fn for_overwrite(len: usize) -> Self
     where
         T: Default,
     {

@@ -401,7 +401,7 @@ fn forward(
         }
     }
     jobs.into_par_iter().for_each_init(
-        || (rows.buffer(), Scratch::any(sums_len)),
+        || (rows.buffer(), Scratch::for_overwrite(sums_len)),
         |(buf, sums), (image, run, dst)| {
             let group = run.channels.group;
             let x_g = x.slice(s![
@@ -1021,7 +1021,7 @@ fn input_grad(
 ) -> Array4<f32> {
     let (per_group, out_per_group) = (plan.c_in_per_group(), plan.c_out_per_group());
     let [kh, kw] = plan.kernel;
-    let mut flipped = crate::buffers::zeros::<f32, _>((plan.c_in, out_per_group, kh, kw));
+    let mut flipped = crate::buffers::for_overwrite::<f32, _>((plan.c_in, out_per_group, kh, kw));
     for ((c, o, k_i, k_j), f) in flipped.indexed_iter_mut() {
         let group = c / per_group;
         *f = w[[
@@ -1195,25 +1195,17 @@ mod avx512 {
                         for (j, v) in wv.iter_mut().enumerate() {
                             *v = _mm512_loadu_ps(w.add(j * LANES));
                         }
-                        // A column every window reads inside takes the branch-free loop: the
-                        // tests of the windows would take issue slots from the multiply-adds.
+                        // A column every window reads inside skips the windows' tests, which
+                        // would take issue slots from the multiply-adds.
                         let valid = if MASKED { *t.masks.add(k_j) } else { all };
-                        if valid & all == all {
-                            for (i, row) in acc.iter_mut().enumerate() {
-                                let a = _mm512_set1_ps(*x.add(i));
-                                for (r, &v) in row.iter_mut().zip(&wv) {
-                                    *r = _mm512_fmadd_ps(a, v, *r);
-                                }
+                        let every = valid & all == all;
+                        for (i, row) in acc.iter_mut().enumerate() {
+                            if !every && valid & (1 << i) == 0 {
+                                continue;
                             }
-                        } else {
-                            for (i, row) in acc.iter_mut().enumerate() {
-                                if valid & (1 << i) == 0 {
-                                    continue;
-                                }
-                                let a = _mm512_set1_ps(*x.add(i));
-                                for (r, &v) in row.iter_mut().zip(&wv) {
-                                    *r = _mm512_fmadd_ps(a, v, *r);
-                                }
+                            let a = _mm512_set1_ps(*x.add(i));
+                            for (r, &v) in row.iter_mut().zip(&wv) {
+                                *r = _mm512_fmadd_ps(a, v, *r);
                             }
                         }
                         w = w.add(width);

@@ -382,7 +382,7 @@ pub(crate) fn bias_grad<T: Scalar>(g: ArrayView4<T>) -> Array1<T> {
     if !g.is_standard_layout() || w < 2 {
         return g.sum_axis(Axis(3)).sum_axis(Axis(2)).sum_axis(Axis(0));
     }
-    let mut rows = crate::buffers::zeros::<T, _>((n, c, h));
+    let mut rows = crate::buffers::for_overwrite::<T, _>((n, c, h));
     Zip::from(&mut rows)
         .and(g.lanes(Axis(3)))
         .for_each(|r, lane| *r = lane.sum());

@@ -72,15 +72,6 @@ fn keep<T: Send + 'static, D: ndarray::Dimension>(
     }
 }
 
-/// `x` itself if it is in standard layout, else a standard-layout copy.
-fn standard_layout<T: Scalar>(x: ArrayD<T>) -> ArrayD<T> {
-    if x.is_standard_layout() {
-        x
-    } else {
-        x.as_standard_layout().into_owned()
-    }
-}
-
 /// A bias as the kernels take it.
 fn bias_view<T: Scalar>(bias: &Option<Tensor<T>>) -> Option<ndarray::ArrayView1<'_, T>> {
     bias.as_ref().map(|b| {
@@ -570,7 +561,10 @@ output_activation!(
 pub struct MaxPool2d {
     /// Window, stride, padding, dilation, ceil mode.
     pub params: Pool2dParams,
-    cache: Option<(ndarray::Array4<usize>, [usize; 2])>,
+    /// The winners' indices of the last training forward.
+    indices: Option<ndarray::Array4<usize>>,
+    /// The input's `(H, W)` of the last forward.
+    size: [usize; 2],
 }
 
 impl MaxPool2d {
@@ -579,7 +573,8 @@ impl MaxPool2d {
     pub fn new(params: Pool2dParams) -> Self {
         MaxPool2d {
             params,
-            cache: None,
+            indices: None,
+            size: [0, 0],
         }
     }
 }
@@ -642,26 +637,19 @@ impl<T: Scalar> Layer<T> for MaxPool2d {
         };
         let (_, _, h, w) = x.dim();
         recycle(x);
-        if let Some((old, _)) = self.cache.take() {
-            recycle(old);
-        }
-        match mode {
-            Mode::Train { .. } => self.cache = Some((at, [h, w])),
-            Mode::Eval => recycle(at),
-        }
+        self.size = [h, w];
+        keep(&mut self.indices, mode, at);
         Ok(y.into_dyn())
     }
     fn backward(&mut self, grad_out: ArrayD<T>, kernels: Kernels) -> Result<ArrayD<T>> {
-        let (at, size) = cached("MaxPool2d", &self.cache)?;
+        let at = cached("MaxPool2d", &self.indices)?;
         let g = rank4("MaxPool2d backward", grad_out)?;
         let grad = match kernels {
-            Kernels::Fast => pool_fast::max_pool2d_backward(g.view(), at.view(), *size)?,
-            Kernels::Naive => pool_naive::max_pool2d_backward(g.view(), at.view(), *size)?,
+            Kernels::Fast => pool_fast::max_pool2d_backward(g.view(), at.view(), self.size)?,
+            Kernels::Naive => pool_naive::max_pool2d_backward(g.view(), at.view(), self.size)?,
         };
         recycle(g);
-        if let Some((at, _)) = self.cache.take() {
-            recycle(at);
-        }
+        release(&mut self.indices);
         Ok(grad.into_dyn())
     }
     fn window(&self) -> Option<Window> {
@@ -825,9 +813,10 @@ impl<T: Scalar> Layer<T> for Flatten {
             ));
         };
         let features = shape[1..].iter().product::<usize>();
-        let y = standard_layout(x)
-            .into_shape_with_order(IxDyn(&[n, features]))
-            .expect("a standard-layout array reshapes to its own element count");
+        // Copies only an input that is not in standard layout.
+        let y = x
+            .into_shape_clone(IxDyn(&[n, features]))
+            .expect("the same element count");
         self.shape = matches!(mode, Mode::Train { .. }).then_some(shape);
         Ok(y)
     }
@@ -842,8 +831,8 @@ impl<T: Scalar> Layer<T> for Flatten {
                 ),
             ));
         }
-        let grad = standard_layout(grad_out)
-            .into_shape_with_order(IxDyn(shape))
+        let grad = grad_out
+            .into_shape_clone(IxDyn(shape))
             .expect("the element counts were checked");
         self.shape = None;
         Ok(grad)
@@ -896,32 +885,28 @@ impl<T: Scalar> Layer<T> for Dropout<T> {
     }
     fn forward(&mut self, x: ArrayD<T>, mode: Mode, _kernels: Kernels) -> Result<ArrayD<T>> {
         let Mode::Train { step } = mode else {
-            if let Some(old) = self.mask.take() {
-                recycle(old);
-            }
+            release(&mut self.mask);
             return Ok(x);
         };
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         rng.set_stream(step);
         // p = 1 drops everything (PyTorch returns zeros rather than 0·∞).
-        let keep = if self.p < 1.0 {
+        let scale = if self.p < 1.0 {
             T::from(1.0 / (1.0 - self.p)).expect("f64 converts to the float type")
         } else {
             T::zero()
         };
-        // Drawn in the elements' logical order, whatever the buffer held before.
-        let mut mask = crate::buffers::zeros(x.raw_dim());
+        // Drawn in the elements' logical order, over whatever the buffer held before.
+        let mut mask = crate::buffers::for_overwrite(x.raw_dim());
         mask.iter_mut().for_each(|m| {
             *m = if rng.random::<f64>() < self.p {
                 T::zero()
             } else {
-                keep
+                scale
             }
         });
         let y = x * &mask;
-        if let Some(old) = self.mask.replace(mask) {
-            recycle(old);
-        }
+        keep(&mut self.mask, mode, mask);
         Ok(y)
     }
     fn backward(&mut self, grad_out: ArrayD<T>, _kernels: Kernels) -> Result<ArrayD<T>> {
