@@ -18,7 +18,7 @@
 //! its 3 or 4 multiply-adds).
 //!
 //! With fewer than 64 taps per output (`C_in/g · kH · kW`, the course's first layer has 25) the
-//! sums are too short for that tile to pay for scattering it into the channel rows of the
+//! sums are too short for that tile to pay for transposing it into the channel rows of the
 //! output; there the lanes hold 16 neighbouring windows of an output row instead, a tile is up
 //! to 12 output channels × 32 windows, each tap loads the windows' inputs once and multiplies
 //! them by one weight per channel broadcast to all lanes, and the tile is stored straight into
@@ -146,15 +146,6 @@ fn pieces(len: usize, max: usize) -> Vec<(usize, usize)> {
             (start - size, size)
         })
         .collect()
-}
-
-/// Whether the output positions of a run of channels, `16·MAX_VECTORS` planes of `size`, have
-/// indices that fit the 32-bit offsets of a scatter.
-fn scatter_fits(size: [usize; 2]) -> bool {
-    size[0]
-        .checked_mul(size[1])
-        .and_then(|plane| plane.checked_mul(LANES * MAX_VECTORS))
-        .is_some_and(|n| n < i32::MAX as usize)
 }
 
 /// The shapes of one convolution, with the padding before each axis (the padding after it
@@ -334,14 +325,21 @@ impl Packed {
         let width = channels.width();
         let mut weights = Scratch::full(per_group * kh * kw * width, 0.0);
         let mut bias = vec![0.0; width];
-        for o in 0..channels.lanes {
-            let filter = w.index_axis(Axis(0), channels.first + o);
-            // Logical order is (c, k_i, k_j): the tap index (c·kH + k_i)·kW + k_j.
-            for (tap, &v) in filter.iter().enumerate() {
-                weights[tap * width + o] = v;
+        let run = channels.first..channels.first + channels.lanes;
+        // One row per filter, its taps in logical order (c, k_i, k_j): tap (c·kH + k_i)·kW + k_j.
+        let filters = w.slice_move(s![run.clone(), .., .., ..]);
+        let filters = filters
+            .to_shape((channels.lanes, per_group * kh * kw))
+            .expect("a filter's taps fit one row");
+        // Tap by tap, so that the packed weights are written in order.
+        for (tap, column) in filters.columns().into_iter().enumerate() {
+            for (dst, &v) in weights[tap * width..].iter_mut().zip(column) {
+                *dst = v;
             }
-            if let Some(b) = b {
-                bias[o] = b[channels.first + o];
+        }
+        if let Some(b) = b {
+            for (dst, &v) in bias.iter_mut().zip(b.slice(s![run])) {
+                *dst = v;
             }
         }
         Packed {
@@ -420,8 +418,9 @@ fn forward(
 /// One image's output channels of one run, `dst` = `(lanes, H_out·W_out)`. The taps are taken
 /// a few input channels at a time, so that their weights stay in L1 while every tile of the
 /// image uses them; between those passes each tile's sums wait in `sums`, window-major
-/// (`sums[(i·W_out + j)·16·vectors + o]`), and the last pass scatters them to the channel rows
-/// of the output. Each output still adds its taps in the one order `(c, k_i, k_j)`.
+/// (`sums[(i·W_out + j)·16·vectors + o]`), and the last pass turns them into the channel rows
+/// of the output, 16 windows at a time. Each output still adds its taps in the one order
+/// `(c, k_i, k_j)`.
 fn forward_run(
     plan: &Plan,
     rows: &Rows,
@@ -452,6 +451,8 @@ fn forward_run(
     for c0 in (0..rows.channels).step_by(pass) {
         let channels = pass.min(rows.channels - c0);
         let last = c0 + channels == rows.channels;
+        // Windows of the last pass already turned into channel rows of the output.
+        let mut written = 0;
         for i in 0..h_out {
             let taps = inside(h, kh, i * s_h, plan.top, d_h);
             // The input row of the first tap inside (none is read when there is no such tap).
@@ -472,16 +473,52 @@ fn forward_run(
                     vectors,
                     mr,
                 };
-                let sums = &mut sums[(i * w_out + j0) * width..][..mr * width];
-                // The last pass writes each window's channels to their rows of the output.
-                let out = last.then(|| Scatter {
-                    dst: &mut dst[i * w_out + j0..],
-                    stride: windows,
-                    lanes: run.channels.lanes,
-                });
-                job.run(sums, out);
+                job.run(&mut sums[(i * w_out + j0) * width..][..mr * width]);
+            }
+            // The last pass turns the finished windows, 16 at a time, into the channel rows of
+            // the output while they are still in cache.
+            if last {
+                let done = if i + 1 == h_out {
+                    windows
+                } else {
+                    (i + 1) * w_out / LANES * LANES
+                };
+                unpack(sums, width, written..done, dst, run.channels.lanes);
+                written = done;
             }
         }
+    }
+}
+
+/// Write the sums of `windows` (window-major, `sums[t·width + o]`) to the channel rows of `dst`:
+/// `dst[o·stride + t] = sums[t·width + o]` for `o < lanes`, where `stride = dst.len() / lanes`.
+/// Sixteen windows × sixteen channels are transposed at a time in registers, so that every
+/// store writes neighbouring windows of one channel.
+fn unpack(sums: &[f32], width: usize, windows: Range<usize>, dst: &mut [f32], lanes: usize) {
+    let stride = dst.len() / lanes.max(1);
+    assert!(lanes <= width && width.is_multiple_of(LANES) && windows.end <= stride);
+    assert!(windows.end * width <= sums.len());
+    for first in windows.clone().step_by(LANES) {
+        let count = LANES.min(windows.end - first);
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert!(is_available());
+            let job = avx512::Unpack {
+                src: sums[first * width..].as_ptr(),
+                width,
+                count,
+                lanes,
+                dst: dst[first..].as_mut_ptr(),
+                stride,
+            };
+            // SAFETY: AVX-512F was detected; the kernel reads `count` windows of `width` sums
+            // from `first` (inside `sums`, asserted above) and writes `count` elements from
+            // `first` in each of the `lanes` rows of `stride` elements of `dst`
+            // (`first + count ≤ stride`).
+            unsafe { avx512::unpack(&job) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("the direct kernels run only where is_available() holds");
     }
 }
 
@@ -500,13 +537,6 @@ fn tap_masks(plan: &Plan, j0: usize, mr: usize) -> Option<Vec<u32>> {
     }
     let all = (1u32 << mr) - 1;
     masks.iter().any(|&m| m != all).then_some(masks)
-}
-
-/// Where the last pass writes a tile: channel `o` of window `t` to `dst[o·stride + t]`.
-struct Scatter<'a> {
-    dst: &'a mut [f32],
-    stride: usize,
-    lanes: usize,
 }
 
 /// One forward tile: `mr` windows from `start` (at tap `(c₀, first row inside, 0)`) ×
@@ -531,10 +561,9 @@ struct ForwardJob<'a> {
 }
 
 impl ForwardJob<'_> {
-    /// Add the taps into `tile` (window-major, `tile[t·16·vectors + o]`), or, with `out`, write
-    /// the sums there instead. Panics if a read would leave the slices (a bug in the caller, not
-    /// bad input).
-    fn run(&self, tile: &mut [f32], out: Option<Scatter>) {
+    /// Add the taps into `tile` (window-major, `tile[t·16·vectors + o]`). Panics if a read would
+    /// leave the slices (a bug in the caller, not bad input).
+    fn run(&self, tile: &mut [f32]) {
         let width = self.vectors * LANES;
         assert!(
             (1..=MAX_VECTORS).contains(&self.vectors)
@@ -542,14 +571,6 @@ impl ForwardJob<'_> {
         );
         assert!(tile.len() >= self.mr * width);
         assert!(self.bias.is_none_or(|b| b.len() >= width));
-        let (out, stride, lanes) = match out {
-            Some(Scatter { dst, stride, lanes }) => {
-                assert!((1..=width).contains(&lanes) && (lanes - 1) * stride < i32::MAX as usize);
-                assert!((lanes - 1) * stride + self.mr <= dst.len());
-                (dst.as_mut_ptr(), stride, lanes)
-            }
-            None => (std::ptr::null_mut(), 0, 0),
-        };
         assert!(self.masks.is_none_or(|m| m.len() >= self.offsets.len()));
         let reads = self.rows > 0 && self.channels > 0;
         if reads {
@@ -581,17 +602,12 @@ impl ForwardJob<'_> {
                 w_channel: self.weights_channel,
                 bias: self.bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
                 tile: tile.as_mut_ptr(),
-                out,
-                out_stride: stride,
-                lanes,
             };
             // SAFETY: AVX-512F was detected; the assertions above bound every element the kernel
             // reads (x up to `last`, the weights of every channel and row inside, the bias's
             // `16·vectors` lanes when there is a bias), the tile's `mr·16·vectors` elements it
-            // reads and writes, and the output's `(lanes − 1)·stride + mr` elements it scatters
-            // to (their indices fit an i32), the masks of every tap column when there are masks
-            // (a masked window reads a subset of those elements), and `mr`, `vectors` are
-            // instantiated.
+            // reads and writes, the masks of every tap column when there are masks (a masked
+            // window reads a subset of those elements), and `mr`, `vectors` are instantiated.
             unsafe {
                 if self.masks.is_some() {
                     tile_shapes!(forward_masked, &job, self.vectors, self.mr)
@@ -1058,7 +1074,7 @@ pub fn conv2d<T: Scalar>(
     let b = b.and_then(T::as_f32);
     let y = if plan.c_in_per_group() * kh * kw < MIN_TAPS {
         forward_rows(x, w, b, &plan)
-    } else if plan.c_out_per_group() >= MIN_CHANNELS && scatter_fits(plan.output) {
+    } else if plan.c_out_per_group() >= MIN_CHANNELS {
         forward(x, w, b, &plan)
     } else {
         return Ok(None);
@@ -1091,7 +1107,6 @@ pub fn conv2d_backward<T: Scalar>(
         || !fits(1)
         || plan.c_in_per_group() < MIN_CHANNELS
         || plan.c_out_per_group() < MIN_CHANNELS
-        || !scatter_fits(plan.input)
     {
         return Ok(None);
     }
@@ -1134,9 +1149,6 @@ mod avx512 {
         pub w_channel: usize,
         pub bias: *const f32,
         pub tile: *mut f32,
-        pub out: *mut f32,
-        pub out_stride: usize,
-        pub lanes: usize,
     }
 
     /// `tile[t][o] = s[t][o] + Σ_{c, rows, k_j} w[c][row][k_j][o] · x[c·channel + row·row +
@@ -1172,7 +1184,6 @@ mod avx512 {
     #[inline]
     unsafe fn forward_tile<const MR: usize, const V: usize, const MASKED: bool>(t: &Forward) {
         let width = V * LANES;
-        let all = (1u32 << MR) - 1;
         let mut acc = [[_mm512_setzero_ps(); V]; MR];
         // SAFETY: the caller guarantees every address read and written lies in its buffer.
         unsafe {
@@ -1185,51 +1196,149 @@ mod avx512 {
                     };
                 }
             }
-            for c in 0..t.channels {
-                let mut x_row = t.x.add(c * t.channel);
-                let mut w = t.w.add(c * t.w_channel);
-                for _ in 0..t.rows {
-                    for k_j in 0..t.taps {
-                        let x = x_row.add(*t.offsets.add(k_j));
-                        let mut wv = [_mm512_setzero_ps(); V];
-                        for (j, v) in wv.iter_mut().enumerate() {
-                            *v = _mm512_loadu_ps(w.add(j * LANES));
-                        }
-                        // A column every window reads inside skips the windows' tests, which
-                        // would take issue slots from the multiply-adds.
-                        let valid = if MASKED { *t.masks.add(k_j) } else { all };
-                        let every = valid & all == all;
+            match t.taps {
+                3 => taps::<MR, V, MASKED, 3>(t, &mut acc),
+                5 => taps::<MR, V, MASKED, 5>(t, &mut acc),
+                _ => taps::<MR, V, MASKED, 0>(t, &mut acc),
+            }
+            for (i, row) in acc.iter().enumerate() {
+                for (j, &v) in row.iter().enumerate() {
+                    _mm512_storeu_ps(t.tile.add(i * width + j * LANES), v);
+                }
+            }
+        }
+    }
+
+    /// The taps of a forward tile, `KW` columns per row unrolled (`0`: `t.taps`, in a loop).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn taps<const MR: usize, const V: usize, const MASKED: bool, const KW: usize>(
+        t: &Forward,
+        acc: &mut [[__m512; V]; MR],
+    ) {
+        let width = V * LANES;
+        let all = (1u32 << MR) - 1;
+        // SAFETY: the caller guarantees every address read lies in its buffer.
+        unsafe {
+            let tap =
+                |acc: &mut [[__m512; V]; MR], x_row: *const f32, w: *const f32, k_j: usize| {
+                    let x = x_row.add(*t.offsets.add(k_j));
+                    let w = w.add(k_j * width);
+                    let mut wv = [_mm512_setzero_ps(); V];
+                    for (j, v) in wv.iter_mut().enumerate() {
+                        *v = _mm512_loadu_ps(w.add(j * LANES));
+                    }
+                    let valid = if MASKED { *t.masks.add(k_j) } else { all };
+                    if valid & all == all {
                         for (i, row) in acc.iter_mut().enumerate() {
-                            if !every && valid & (1 << i) == 0 {
-                                continue;
-                            }
                             let a = _mm512_set1_ps(*x.add(i));
                             for (r, &v) in row.iter_mut().zip(&wv) {
                                 *r = _mm512_fmadd_ps(a, v, *r);
                             }
                         }
-                        w = w.add(width);
+                    } else {
+                        for (i, row) in acc.iter_mut().enumerate() {
+                            if valid & (1 << i) != 0 {
+                                let a = _mm512_set1_ps(*x.add(i));
+                                for (r, &v) in row.iter_mut().zip(&wv) {
+                                    *r = _mm512_fmadd_ps(a, v, *r);
+                                }
+                            }
+                        }
                     }
+                };
+            let kw = if KW == 0 { t.taps } else { KW };
+            for c in 0..t.channels {
+                let mut x_row = t.x.add(c * t.channel);
+                let mut w = t.w.add(c * t.w_channel);
+                for _ in 0..t.rows {
+                    // Three or five columns are unrolled by hand (LLVM keeps a loop around a
+                    // body this long): no counter, test and branch per tap.
+                    match KW {
+                        3 => {
+                            tap(acc, x_row, w, 0);
+                            tap(acc, x_row, w, 1);
+                            tap(acc, x_row, w, 2);
+                        }
+                        5 => {
+                            tap(acc, x_row, w, 0);
+                            tap(acc, x_row, w, 1);
+                            tap(acc, x_row, w, 2);
+                            tap(acc, x_row, w, 3);
+                            tap(acc, x_row, w, 4);
+                        }
+                        _ => (0..kw).for_each(|k_j| tap(acc, x_row, w, k_j)),
+                    }
+                    w = w.add(kw * width);
                     x_row = x_row.add(t.row);
                 }
             }
-            if t.out.is_null() {
-                for (i, row) in acc.iter().enumerate() {
-                    for (j, &v) in row.iter().enumerate() {
-                        _mm512_storeu_ps(t.tile.add(i * width + j * LANES), v);
+        }
+    }
+
+    /// Sums to channel rows: `src` at the first of `count ≤ 16` windows of `width` sums each,
+    /// `dst` at that window in the first of `lanes` rows of `stride` elements.
+    pub(super) struct Unpack {
+        pub src: *const f32,
+        pub width: usize,
+        pub count: usize,
+        pub lanes: usize,
+        pub dst: *mut f32,
+        pub stride: usize,
+    }
+
+    /// `dst[o·stride + t] = src[t·width + o]` for `t < count`, `o < lanes`: each run of 16
+    /// channels is a 16 × 16 transposition in registers (unpack pairs of floats, then pairs of
+    /// pairs, then 128-bit lanes twice).
+    ///
+    /// # Safety
+    /// The processor must have AVX-512F, and every address named above must lie inside the
+    /// buffers behind the pointers.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn unpack(t: &Unpack) {
+        let windows = ((1u32 << t.count) - 1) as __mmask16;
+        // SAFETY: the caller guarantees every address read and written lies in its buffer; the
+        // loads stop at `count` windows, the stores are masked to them.
+        unsafe {
+            for first in (0..t.lanes).step_by(LANES) {
+                // Past `count`, the last window again: its copies are not stored.
+                let mut r = [_mm512_setzero_ps(); LANES];
+                for (w, v) in r.iter_mut().enumerate() {
+                    *v = _mm512_loadu_ps(t.src.add(w.min(t.count - 1) * t.width + first));
+                }
+                // r[w][o] → a[..]: per 128-bit lane, (r[2a][o], r[2a+1][o]) pairs.
+                let mut a = [_mm512_setzero_ps(); LANES];
+                for p in 0..LANES / 2 {
+                    a[2 * p] = _mm512_unpacklo_ps(r[2 * p], r[2 * p + 1]);
+                    a[2 * p + 1] = _mm512_unpackhi_ps(r[2 * p], r[2 * p + 1]);
+                }
+                // b[4q + m], lane k: windows 4q..4q + 4 of channel 4k + m.
+                let mut b = [_mm512_setzero_ps(); LANES];
+                for q in 0..LANES / 4 {
+                    for h in 0..2 {
+                        let (lo, hi) = (
+                            _mm512_castps_pd(a[4 * q + h]),
+                            _mm512_castps_pd(a[4 * q + 2 + h]),
+                        );
+                        b[4 * q + 2 * h] = _mm512_castpd_ps(_mm512_unpacklo_pd(lo, hi));
+                        b[4 * q + 2 * h + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(lo, hi));
                     }
                 }
-            } else {
-                let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-                let stride = _mm512_set1_epi32(t.out_stride as i32);
-                for j in 0..V {
-                    let first = j * LANES;
-                    let rest = t.lanes.saturating_sub(first).min(LANES);
-                    let mask = ((1u32 << rest) - 1) as __mmask16;
-                    let channel = _mm512_add_epi32(_mm512_set1_epi32(first as i32), lane);
-                    let index = _mm512_mullo_epi32(channel, stride);
-                    for (i, row) in acc.iter().enumerate() {
-                        _mm512_mask_i32scatter_ps::<4>(t.out.add(i), mask, index, row[j]);
+                // Channel 4k + m gathers lane k of b[m], b[4 + m], b[8 + m], b[12 + m].
+                let mut out = [_mm512_setzero_ps(); LANES];
+                for m in 0..4 {
+                    let c0 = _mm512_shuffle_f32x4::<0x44>(b[m], b[4 + m]);
+                    let c1 = _mm512_shuffle_f32x4::<0xEE>(b[m], b[4 + m]);
+                    let c2 = _mm512_shuffle_f32x4::<0x44>(b[8 + m], b[12 + m]);
+                    let c3 = _mm512_shuffle_f32x4::<0xEE>(b[8 + m], b[12 + m]);
+                    out[m] = _mm512_shuffle_f32x4::<0x88>(c0, c2);
+                    out[4 + m] = _mm512_shuffle_f32x4::<0xDD>(c0, c2);
+                    out[8 + m] = _mm512_shuffle_f32x4::<0x88>(c1, c3);
+                    out[12 + m] = _mm512_shuffle_f32x4::<0xDD>(c1, c3);
+                }
+                for (o, &v) in out.iter().enumerate() {
+                    if first + o < t.lanes {
+                        _mm512_mask_storeu_ps(t.dst.add((first + o) * t.stride), windows, v);
                     }
                 }
             }
