@@ -481,7 +481,10 @@ fn forward_run(
                 let done = if i + 1 == h_out {
                     windows
                 } else {
-                    (i + 1) * w_out / LANES * LANES
+                    let skew = skew(dst);
+                    ((skew + (i + 1) * w_out) / LANES * LANES)
+                        .saturating_sub(skew)
+                        .max(written)
                 };
                 unpack(sums, width, written..done, dst, run.channels.lanes);
                 written = done;
@@ -498,8 +501,12 @@ fn unpack(sums: &[f32], width: usize, windows: Range<usize>, dst: &mut [f32], la
     let stride = dst.len() / lanes.max(1);
     assert!(lanes <= width && width.is_multiple_of(LANES) && windows.end <= stride);
     assert!(windows.end * width <= sums.len());
-    for first in windows.clone().step_by(LANES) {
-        let count = LANES.min(windows.end - first);
+    // Blocks start where the first row's elements start a cache line, so that its stores (and
+    // every row's, when `stride` is a multiple of 16) each write one line.
+    let skew = skew(dst);
+    let mut first = windows.start;
+    while first < windows.end {
+        let count = (LANES - (skew + first) % LANES).min(windows.end - first);
         #[cfg(target_arch = "x86_64")]
         {
             assert!(is_available());
@@ -519,7 +526,13 @@ fn unpack(sums: &[f32], width: usize, windows: Range<usize>, dst: &mut [f32], la
         }
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("the direct kernels run only where is_available() holds");
+        first += count;
     }
+}
+
+/// How many elements `dst` starts past a 64-byte boundary.
+fn skew(dst: &[f32]) -> usize {
+    (dst.as_ptr() as usize / std::mem::size_of::<f32>()) % LANES
 }
 
 /// For the row tile of windows `j0..j0 + mr`, one mask per tap column `k_j` whose bit `t` says
