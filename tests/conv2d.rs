@@ -572,7 +572,11 @@ fn the_six_by_six_example() {
 // ---------------------------------------------------------------- properties
 
 fn conv2d_case() -> impl Strategy<Value = Conv2dCase> {
-    conv2d_case_in([1..3, 1..4, 1..3, 1..3], [1..6, 1..6, 1..12, 1..12])
+    conv2d_case_in(
+        [1..3, 1..4, 1..3, 1..3],
+        [1..6, 1..6, 1..12, 1..12],
+        [1..4, 1..3],
+    )
 }
 
 type Conv2dCase = (
@@ -586,16 +590,20 @@ type Conv2dCase = (
 /// A random conv2d call with batch, groups, input and output channels per group drawn from
 /// `counts`, and kernel height and width, input height and width from `sizes`; strides 1 to 3,
 /// dilations 1 and 2, any padding rule.
+/// Random cases with `counts` = (batch, groups, input and output channels per group), `sizes` =
+/// (kernel, input), and `steps` = (strides, dilations) drawn per axis.
 fn conv2d_case_in(
     counts: [Range<usize>; 4],
     sizes: [Range<usize>; 4],
+    steps: [Range<usize>; 2],
 ) -> impl Strategy<Value = Conv2dCase> {
     let [n, g, cpg, opg] = counts;
     let [kh, kw, h, w] = sizes;
+    let [stride, dilation] = steps;
     (
         (n, g, cpg, opg),
         (kh, kw, h, w),
-        (1usize..4, 1usize..4, 1usize..3, 1usize..3), // strides, dilations
+        (stride.clone(), stride, dilation.clone(), dilation),
         (0usize..7, 0usize..7, any::<bool>(), 0usize..3),
     )
         .prop_flat_map(
@@ -839,7 +847,11 @@ fn conv3d_on_views() {
 /// Up to 6 images: from twice as many images as threads on, the forward takes tiles of 3 or 4
 /// registers of channels (48 or 64), whose edge tiles skip the left and right padding.
 fn direct_case() -> impl Strategy<Value = Conv2dCase> {
-    conv2d_case_in([1..7, 1..3, 1..12, 1..71], [1..6, 1..6, 1..10, 1..25])
+    conv2d_case_in(
+        [1..7, 1..3, 1..12, 1..71],
+        [1..6, 1..6, 1..10, 1..25],
+        [1..4, 1..3],
+    )
 }
 
 proptest! {
@@ -895,5 +907,108 @@ proptest! {
                 prop_assert!(direct64.unwrap().is_none());
             }
         }
+    }
+}
+
+/// Cases in and around the Winograd route's domain: half with 3 × 3 kernels at stride and
+/// dilation 1, 12 to 40 channels, rows of 1 to 69 columns (up to 36 tiles: one to three runs of
+/// up to 16 tiles in a row); half with kernels of 2 to 4, strides and dilations of 1 or 2, and
+/// groups. Every padding rule.
+fn winograd_case() -> impl Strategy<Value = Conv2dCase> {
+    conv2d_case_in(
+        [1..4, 1..2, 12..41, 12..41],
+        [3..4, 3..4, 1..10, 1..70],
+        [1..2, 1..2],
+    )
+    .prop_union(conv2d_case_in(
+        [1..3, 1..3, 12..33, 12..33],
+        [2..5, 2..5, 3..12, 3..12],
+        [1..3, 1..3],
+    ))
+    .boxed()
+}
+
+proptest! {
+    #![proptest_config(cases(64))]
+
+    /// F(2×2, 3×3) equals the naive convolution wherever it runs (f32 on AVX-512, a 3 × 3
+    /// kernel at stride 1 and dilation 1, one group, 16 input and output channels or more), and
+    /// declines elsewhere; the input gradient, which the backward pass computes by the same
+    /// route, equals naive's.
+    #[test]
+    fn conv2d_winograd_equals_naive((x, w, b, p, layout) in winograd_case()) {
+        let x32 = x.mapv(|v| v as f32);
+        let w32 = w.mapv(|v| v as f32);
+        let b32 = b.as_ref().map(|b| b.mapv(|v| v as f32));
+        let (xs, ws) = (Stored::new(&x32, layout), Stored::new(&w32, layout));
+        let b32 = b32.as_ref().map(|b| b.view());
+        let f = |a: &Array4<f32>| a.mapv(|v| v as f64);
+        let (x64, w64) = (f(&x32), f(&w32));
+        let b64 = b32.map(|b| b.mapv(|v| v as f64));
+        let Ok(reference) = naive::conv2d(x64.view(), w64.view(), b64.as_ref().map(|b| b.view()), p) else {
+            prop_assert!(convlab::conv2d::winograd::conv2d(xs.view(), ws.view(), b32, p).is_err());
+            return Ok(());
+        };
+        // A kept buffer of NaN the size of the output: an output left unwritten would show.
+        convlab::buffers::recycle(Array4::from_elem(reference.dim(), f32::NAN));
+        let winograd = convlab::conv2d::winograd::conv2d(xs.view(), ws.view(), b32, p).unwrap();
+        let b_abs = b64.as_ref().map(|b| b.mapv(f64::abs));
+        let size = naive::conv2d(
+            x64.mapv(f64::abs).view(),
+            w64.mapv(f64::abs).view(),
+            b_abs.as_ref().map(|b| b.view()),
+            p,
+        )
+        .unwrap();
+        let (c_out, c_in, kh, kw) = w32.dim();
+        let applies = convlab::conv2d::direct::is_available()
+            && p.groups == 1
+            && [kh, kw] == [3, 3]
+            && p.strides == [1, 1]
+            && p.dilations == [1, 1]
+            && c_in >= 16
+            && c_out >= 16;
+        prop_assert_eq!(winograd.is_some(), applies);
+        if let Some(winograd) = winograd {
+            agree(&format!("winograd {p:?}"), &winograd, &reference, &size, RTOL_F32)?;
+        }
+        // The backward pass: ∂L/∂x for an upstream gradient of ones against f64 naive.
+        let g = Array4::<f64>::ones(reference.dim());
+        let expected = naive::conv2d_backward(x64.view(), w64.view(), g.view(), p).unwrap();
+        let g_size = naive::conv2d_backward(x64.mapv(f64::abs).view(), w64.mapv(f64::abs).view(), g.view(), p).unwrap();
+        let grads = fast::conv2d_backward(xs.view(), ws.view(), g.mapv(|v| v as f32).view(), p).unwrap();
+        agree(&format!("∂L/∂x {p:?}"), &grads.input, &expected.input, &g_size.input, RTOL_F32)?;
+    }
+}
+
+/// A value that is not finite sends the call back to the direct kernels, which keep the
+/// formula's semantics: an infinite input reaches only the outputs whose windows hold it
+/// (F(2×2, 3×3) would spread it over its tile's neighbours).
+#[test]
+fn winograd_leaves_values_that_are_not_finite_to_the_direct_kernels() {
+    let mut x = Array4::from_shape_fn((1, 16, 8, 8), |(_, c, i, j)| {
+        ((c + i * 3 + j * 5) % 7) as f32 / 7.0 - 0.5
+    });
+    let w = Array4::from_shape_fn((16, 16, 3, 3), |(o, c, i, j)| {
+        ((o * 5 + c + i + j * 2) % 5) as f32 / 5.0 - 0.4
+    });
+    let p = Conv2dParams::default().padding(1);
+    if convlab::conv2d::direct::is_available() {
+        assert!(
+            convlab::conv2d::winograd::conv2d(x.view(), w.view(), None, p)
+                .unwrap()
+                .is_some()
+        );
+    }
+    x[[0, 3, 4, 4]] = f32::INFINITY;
+    assert!(
+        convlab::conv2d::winograd::conv2d(x.view(), w.view(), None, p)
+            .unwrap()
+            .is_none()
+    );
+    let y = fast::conv2d(x.view(), w.view(), None, p).unwrap();
+    let reference = naive::conv2d(x.view(), w.view(), None, p).unwrap();
+    for (a, r) in y.iter().zip(&reference) {
+        assert!(a.is_finite() == r.is_finite() && (!r.is_finite() || a.is_nan() == r.is_nan()));
     }
 }

@@ -87,9 +87,9 @@ macro_rules! row_shapes {
 }
 
 /// `f32` lanes of a 512-bit register.
-const LANES: usize = 16;
+pub(super) const LANES: usize = 16;
 /// Registers of output channels per tile: 64 channels.
-const MAX_VECTORS: usize = 4;
+pub(super) const MAX_VECTORS: usize = 4;
 /// Widest tile, in windows (forward) or taps (weight gradient).
 const MAX_MR: usize = 14;
 /// Fewest output channels per group for which a tile is worth its lanes.
@@ -135,7 +135,7 @@ fn max_mr(vectors: usize) -> usize {
 }
 
 /// `0..len` cut into the fewest pieces of at most `max`, as equal as possible: `(start, size)`.
-fn pieces(len: usize, max: usize) -> Vec<(usize, usize)> {
+pub(super) fn pieces(len: usize, max: usize) -> Vec<(usize, usize)> {
     let count = len.div_ceil(max.max(1));
     let (base, extra) = (len / count.max(1), len % count.max(1));
     let mut start = 0;
@@ -636,7 +636,7 @@ impl ForwardJob<'_> {
 
 /// Widest row tile for `vectors` registers of windows: the accumulators, the `vectors` inputs of
 /// a tap and a broadcast weight fit in the 32 registers.
-fn max_channels(vectors: usize) -> usize {
+pub(super) fn max_channels(vectors: usize) -> usize {
     match vectors {
         1 => 16,
         2 => 12,
@@ -742,22 +742,22 @@ fn forward_rows(
 
 /// One row tile: `mr` output channels × `valid ≤ 16·vectors` windows from `start`, over the taps
 /// of `taps`, whose weights for channel `m` are at `weights[tap·tap_stride + m]`.
-struct RowJob<'a> {
-    x: &'a [f32],
-    start: usize,
-    taps: &'a Taps,
-    weights: &'a [f32],
-    tap_stride: usize,
-    bias: &'a [f32],
-    vectors: usize,
-    mr: usize,
-    valid: usize,
+pub(super) struct RowJob<'a> {
+    pub(super) x: &'a [f32],
+    pub(super) start: usize,
+    pub(super) taps: &'a Taps,
+    pub(super) weights: &'a [f32],
+    pub(super) tap_stride: usize,
+    pub(super) bias: &'a [f32],
+    pub(super) vectors: usize,
+    pub(super) mr: usize,
+    pub(super) valid: usize,
 }
 
 impl RowJob<'_> {
     /// Write the tile to `out[m·stride + t]`. Panics if a read or write would leave the slices
     /// (a bug in the caller, not bad input).
-    fn run(&self, out: &mut [f32], stride: usize) {
+    pub(super) fn run(&self, out: &mut [f32], stride: usize) {
         assert!(
             (1..=MAX_VECTORS).contains(&self.vectors)
                 && (1..=max_channels(self.vectors)).contains(&self.mr)
@@ -798,14 +798,14 @@ impl RowJob<'_> {
 /// A list of taps: where each reads the input (for the tile's first window) and its index among
 /// the packed weights. It keeps the largest of each, so a job can check its reads once.
 #[derive(Default)]
-struct Taps {
+pub(super) struct Taps {
     list: Vec<Tap>,
     x_reach: usize,
     w_reach: usize,
 }
 
 impl Taps {
-    fn push(&mut self, x: usize, w: usize) {
+    pub(super) fn push(&mut self, x: usize, w: usize) {
         self.list.push(Tap { x, w });
         self.x_reach = self.x_reach.max(x);
         self.w_reach = self.w_reach.max(w);
@@ -1060,7 +1060,19 @@ fn input_grad(
             kw - 1 - k_j,
         ]];
     }
-    let grad = forward(g, flipped.view(), None, transposed);
+    // One group at stride 1: F(2×2, r×r) where it takes the shapes and every value is finite.
+    let winograd = (plan.groups == 1 && plan.dilation == [1, 1])
+        .then(|| {
+            super::winograd::forward(
+                g,
+                flipped.view(),
+                None,
+                [transposed.top, transposed.left],
+                transposed.output,
+            )
+        })
+        .flatten();
+    let grad = winograd.unwrap_or_else(|| forward(g, flipped.view(), None, transposed));
     crate::buffers::recycle(flipped);
     grad
 }

@@ -82,6 +82,9 @@ pub fn conv2d<T: Scalar>(
     b: Option<ArrayView1<T>>,
     params: Conv2dParams,
 ) -> Result<Array4<T>> {
+    if let Some(y) = super::winograd::conv2d(x, w, b, params)? {
+        return Ok(y);
+    }
     match super::direct::conv2d(x, w, b, params)? {
         Some(y) => Ok(y),
         None => conv2d_with(DEFAULT_ENGINE, x, w, b, params),

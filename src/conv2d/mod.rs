@@ -3,5 +3,6 @@
 pub mod direct;
 pub mod fast;
 pub mod naive;
+pub mod winograd;
 
 pub use fast::{conv2d, conv3d, convolve2d, correlate2d};
