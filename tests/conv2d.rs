@@ -910,31 +910,35 @@ proptest! {
     }
 }
 
-/// Cases in and around the Winograd route's domain: half with 3 × 3 kernels at stride and
-/// dilation 1, 12 to 40 channels, rows of 1 to 69 columns (up to 36 tiles: one to three runs of
-/// up to 16 tiles in a row); half with kernels of 2 to 4, strides and dilations of 1 or 2, and
-/// groups. Every padding rule.
+/// Cases in and around the Winograd route's domain: 3 × 3 and 5 × 5 kernels at stride and
+/// dilation 1, 12 to 40 channels, rows of 1 to 69 columns (up to 37 tiles: rows of 8 tiles or
+/// fewer pair up in a register, longer ones take one to three runs of up to 16); and kernels of
+/// 2 to 5, strides and dilations of 1 or 2, and groups. Every padding rule.
 fn winograd_case() -> impl Strategy<Value = Conv2dCase> {
-    conv2d_case_in(
-        [1..4, 1..2, 12..41, 12..41],
-        [3..4, 3..4, 1..10, 1..70],
-        [1..2, 1..2],
-    )
-    .prop_union(conv2d_case_in(
-        [1..3, 1..3, 12..33, 12..33],
-        [2..5, 2..5, 3..12, 3..12],
-        [1..3, 1..3],
-    ))
-    .boxed()
+    let square = |k: usize| {
+        conv2d_case_in(
+            [1..4, 1..2, 12..41, 12..41],
+            [k..k + 1, k..k + 1, 1..10, 1..70],
+            [1..2, 1..2],
+        )
+    };
+    square(3)
+        .prop_union(square(5))
+        .or(conv2d_case_in(
+            [1..3, 1..3, 12..33, 12..33],
+            [2..6, 2..6, 3..12, 3..12],
+            [1..3, 1..3],
+        ))
+        .boxed()
 }
 
 proptest! {
     #![proptest_config(cases(64))]
 
-    /// F(2×2, 3×3) equals the naive convolution wherever it runs (f32 on AVX-512, a 3 × 3
-    /// kernel at stride 1 and dilation 1, one group, 16 input and output channels or more), and
-    /// declines elsewhere; the input gradient, which the backward pass computes by the same
-    /// route, equals naive's.
+    /// F(2×2, r×r) equals the naive convolution wherever it runs (f32 on AVX-512, a 3 × 3 or
+    /// 5 × 5 kernel at stride 1 and dilation 1, one group, 16 input and output channels or
+    /// more, and for 5 × 5 no fewer outputs than inputs), and declines elsewhere; the input gradient, which the backward pass computes by
+    /// the same route, equals naive's.
     #[test]
     fn conv2d_winograd_equals_naive((x, w, b, p, layout) in winograd_case()) {
         let x32 = x.mapv(|v| v as f32);
@@ -963,11 +967,13 @@ proptest! {
         let (c_out, c_in, kh, kw) = w32.dim();
         let applies = convlab::conv2d::direct::is_available()
             && p.groups == 1
-            && [kh, kw] == [3, 3]
+            && kh == kw
+            && [3, 5].contains(&kh)
             && p.strides == [1, 1]
             && p.dilations == [1, 1]
             && c_in >= 16
-            && c_out >= 16;
+            && c_out >= 16
+            && (kh == 3 || c_out >= c_in);
         prop_assert_eq!(winograd.is_some(), applies);
         if let Some(winograd) = winograd {
             agree(&format!("winograd {p:?}"), &winograd, &reference, &size, RTOL_F32)?;

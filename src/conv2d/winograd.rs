@@ -1,5 +1,5 @@
 //! Winograd's minimal filtering F(2×2, r×r): a convolution at stride 1 with fewer
-//! multiplications than the formula (chapter 4). The fast route takes 3 × 3 kernels
+//! multiplications than the formula (chapter 4). The fast route takes 3 × 3 and 5 × 5 kernels
 //! ([`KERNELS`]).
 //!
 //! Two neighbouring outputs of a 1-D correlation with an `r`-tap filter `g` read `n = r + 1`
@@ -21,7 +21,8 @@
 //! `ξ` of the `n × n` tile: `M[ξ] = U[ξ] · V[ξ]` with `U[ξ]` (`C_out × C_in`) the transformed
 //! filters and `V[ξ]` (`C_in × tiles`) the transformed input tiles. The route:
 //! 1. transforms every filter once per call (`U`, in `f64` then rounded);
-//! 2. for a block of tile rows, transforms each input tile, 16 neighbouring tiles per register;
+//! 2. for a block of tile rows, transforms each input tile, 16 neighbouring tiles per register
+//!    (rows of 8 tiles or fewer, such as the 7 of a 14 × 14 output, two rows per register);
 //! 3. multiplies `V` by `U` with the direct kernels' row tiles (16 tiles per lane register);
 //! 4. transforms `M` back to 2 × 2 outputs, adds the bias and stores whole output rows.
 //!
@@ -35,7 +36,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ndarray::parallel::prelude::*;
-use ndarray::{Array4, ArrayView1, ArrayView4, s};
+use ndarray::{Array4, ArrayView1, ArrayView4};
 
 use super::direct::{LANES, MAX_VECTORS, RowJob, Taps, is_available, pieces};
 use crate::buffers::Scratch;
@@ -43,11 +44,8 @@ use crate::error::Result;
 use crate::gemm::Scalar;
 use crate::shape::{Conv2dParams, ConvGeometry};
 
-/// The kernel sizes this route takes (square, stride 1, dilation 1, one group). F(2×2, 5×5)
-/// measured slower than the direct kernels on the course's second layer (14 × 14 outputs):
-/// rows of 7 tiles fill half the registers of its transforms, which cost as much as the
-/// products they save.
-pub const KERNELS: [usize; 1] = [3];
+/// The kernel sizes this route takes (square, stride 1, dilation 1, one group).
+pub const KERNELS: [usize; 2] = [3, 5];
 /// Interpolation points; F(2, r) uses the first `r`.
 const POINTS: [f64; 5] = [0.0, 1.0, -1.0, 2.0, -2.0];
 /// Fewest input and output channels for which the products outweigh the transforms.
@@ -57,7 +55,7 @@ const BLOCK_TILES: usize = 128;
 /// Output channels per product tile (`max_channels` allows 6 for every width of 16 to 64 tiles).
 const CHANNEL_TILE: usize = 6;
 /// Largest `n` of the route's transforms.
-const MAX_N: usize = 4;
+const MAX_N: usize = 6;
 
 /// The matrices of F(2, n − 1), padded to `n` columns: `a_t` is `2 × n`, `g` is `n × r` (its
 /// last column zero), `b_t` is `n × n`.
@@ -196,14 +194,23 @@ impl Transforms {
 
 /// Whether the route takes a call with these shapes (on any processor, for `f32`).
 fn takes(geo: &ConvGeometry<2>) -> bool {
-    let [kh, kw] = geo.kernel;
     geo.groups == 1
         && geo.stride == [1, 1]
         && geo.dilation == [1, 1]
-        && kh == kw
+        && takes_filters(geo.kernel, geo.c_in, geo.c_out)
+}
+
+/// Whether the route takes `c_out` filters of `kernel` taps over `c_in` channels: a square
+/// kernel in [`KERNELS`], 16 channels or more in and out, and for 5 × 5 at least as many
+/// outputs as inputs. The input transform's cost grows with `C_in` and the products' saving
+/// with `C_in·C_out`: F(2×2, 5×5) measured no faster than the direct kernels for 64 channels
+/// into 32 (the input gradient of the course's second layer), and faster for 32 into 64.
+fn takes_filters([kh, kw]: [usize; 2], c_in: usize, c_out: usize) -> bool {
+    kh == kw
         && KERNELS.contains(&kh)
-        && geo.c_in >= MIN_CHANNELS
-        && geo.c_out >= MIN_CHANNELS
+        && c_in >= MIN_CHANNELS
+        && c_out >= MIN_CHANNELS
+        && (kh == 3 || c_out >= c_in)
 }
 
 /// [`super::fast::conv2d`] by F(2×2, r×r), or `Ok(None)` where it does not apply (no AVX-512,
@@ -239,11 +246,12 @@ pub(super) fn forward(
     output: [usize; 2],
 ) -> Option<Array4<f32>> {
     let (c_out, c_in, kh, kw) = w.dim();
-    if !is_available() || kh != kw || c_in < MIN_CHANNELS || c_out < MIN_CHANNELS {
+    if !is_available() || !takes_filters([kh, kw], c_in, c_out) {
         return None;
     }
     match kh {
         3 => run::<4>(x, w, b, pads, output),
+        5 => run::<6>(x, w, b, pads, output),
         _ => None,
     }
 }
@@ -253,21 +261,35 @@ pub(super) fn forward(
 /// product tile reads its weights in order.
 fn transform_weights<const N: usize>(w: ArrayView4<f32>, tiles: &[(usize, usize)]) -> Scratch<f32> {
     let m = const { matrices::<N>() };
-    let (c_out, c_in, r, _) = w.dim();
+    let (c_out, c_in, _, _) = w.dim();
+    // The filter's taps are read as one slice; `r = N − 1` is known when the code is generated,
+    // so the loops below unroll and skip the zeros of `G`.
+    let w = w.as_standard_layout();
+    let w = w.as_slice().expect("a standard-layout array is contiguous");
+    let r = N - 1;
     let mut u = Scratch::for_overwrite(N * N * c_in * c_out);
     for &(o0, mr) in tiles {
         for (o, c) in (o0..o0 + mr).flat_map(|o| (0..c_in).map(move |c| (o, c))) {
-            let filter = w.slice(s![o, c, .., ..]);
+            let filter = &w[(o * c_in + c) * r * r..][..r * r];
             // `G g`, then `(G g) Gᵀ`.
-            let mut half = [[0.0f64; MAX_N]; MAX_N];
-            for (xi, row) in half.iter_mut().enumerate().take(N) {
+            let mut half = [[0.0f64; N]; N];
+            for (xi, row) in half.iter_mut().enumerate() {
                 for (l, v) in row.iter_mut().enumerate().take(r) {
-                    *v = (0..r).map(|k| m.g[xi][k] * filter[[k, l]] as f64).sum();
+                    for k in 0..r {
+                        if m.g[xi][k] != 0.0 {
+                            *v += m.g[xi][k] * filter[k * r + l] as f64;
+                        }
+                    }
                 }
             }
-            for xi in 0..N {
+            for (xi, row) in half.iter().enumerate() {
                 for nu in 0..N {
-                    let v: f64 = (0..r).map(|l| half[xi][l] * m.g[nu][l]).sum();
+                    let mut v = 0.0;
+                    for (&h, &g) in row.iter().zip(&m.g[nu]).take(r) {
+                        if g != 0.0 {
+                            v += h * g;
+                        }
+                    }
                     u[(xi * N + nu) * c_in * c_out + o0 * c_in + c * mr + o - o0] = v as f32;
                 }
             }
@@ -296,21 +318,13 @@ fn run<const N: usize>(
     let u = transform_weights::<N>(w, &tiles);
     let bias: Vec<f32> = b.map_or_else(|| vec![0.0; c_out], |b| b.to_vec());
     let (th, tw) = (h_out.div_ceil(2), w_out.div_ceil(2));
-    // Runs of 16 tiles and the rest.
-    let segments: Vec<(usize, usize)> = (0..tw)
-        .step_by(LANES)
-        .map(|b0| (b0, LANES.min(tw - b0)))
-        .collect();
-    let columns: Vec<Columns> = segments
-        .iter()
-        .map(|&(b0, _)| Columns::new((2 * b0) as isize - left as isize, width))
-        .collect();
     let threads = rayon::current_num_threads();
     let images_per_job = BLOCK_TILES
         .div_ceil(th * tw)
         .min(batch.div_ceil(threads))
         .max(1);
-    let rows_per_block = (BLOCK_TILES / tw).max(1);
+    // An even number of tile rows, so that rows of 8 tiles or fewer pair up in a register.
+    let rows_per_block = (BLOCK_TILES / tw).max(2) / 2 * 2;
     let most = rows_per_block * tw;
     let image_out = c_out * h_out * w_out;
     let not_finite = AtomicBool::new(false);
@@ -334,19 +348,29 @@ fn run<const N: usize>(
                 .collect();
             for block in tile_rows.chunks(rows_per_block) {
                 let p = block.len() * tw;
+                let units = Unit::plan(block.len(), tw, left, width);
+                let places: Vec<Place> = units
+                    .iter()
+                    .map(|unit| {
+                        Place::new(
+                            unit,
+                            block,
+                            [top, h],
+                            [h_out, w_out],
+                            first * image_out,
+                            image_out,
+                        )
+                    })
+                    .collect();
                 // 1. The input tiles: V[c][ξ][tile], a channel's positions side by side.
                 let nnp = N * N * p;
                 // Channel by channel, so that each plane is read from the top down.
                 for c in 0..c_in {
-                    for (k, &(image, a)) in block.iter().enumerate() {
-                        let plane = &x[(image * c_in + c) * h * width..][..h * width];
-                        let rows: [Option<&[f32]>; MAX_N] = std::array::from_fn(|u| {
-                            let row = (2 * a + u).checked_sub(top).filter(|&i| u < N && i < h)?;
-                            Some(&plane[row * width..][..width])
+                    for (unit, place) in units.iter().zip(&places) {
+                        let planes = [0, 1].map(|half| {
+                            place.inputs[half].map(|(image, _)| (image * c_in + c) * h * width)
                         });
-                        for (&(b0, count), columns) in segments.iter().zip(&columns) {
-                            input::<N>(&rows, columns, count, &mut v[c * nnp + k * tw + b0..], p);
-                        }
+                        input::<N>(x, planes, unit, place, &mut v[c * nnp + unit.p0..], p);
                     }
                 }
                 // 2. The products, one per tile position ξ:
@@ -379,28 +403,17 @@ fn run<const N: usize>(
                     }
                 }
                 // 3. The outputs: Y = Aᵀ M A + b, two rows of each channel per tile row.
-                for (k, &(image, a)) in block.iter().enumerate() {
-                    let planes = &mut dst[(image - first) * image_out..][..image_out];
-                    for (o, plane) in planes.chunks_mut(h_out * w_out).enumerate() {
-                        let (upper, lower) = plane[2 * a * w_out..].split_at_mut(w_out);
-                        let lower = if 2 * a + 1 < h_out {
-                            Some(&mut lower[..w_out])
-                        } else {
-                            None
-                        };
-                        let mut rows = [Some(upper), lower];
-                        for &(b0, count) in &segments {
-                            let finite = output::<N>(
-                                &m[o * nnp + k * tw + b0..],
-                                p,
-                                count,
-                                bias[o],
-                                &mut rows,
-                                2 * b0,
-                            );
-                            if !finite {
-                                not_finite.store(true, Ordering::Relaxed);
-                            }
+                for o in 0..c_out {
+                    for (unit, place) in units.iter().zip(&places) {
+                        let finite = output::<N>(
+                            &m[o * nnp + unit.p0..],
+                            p,
+                            unit,
+                            bias[o],
+                            place.outputs(dst, o * h_out * w_out),
+                        );
+                        if !finite {
+                            not_finite.store(true, Ordering::Relaxed);
                         }
                     }
                 }
@@ -417,18 +430,37 @@ fn run<const N: usize>(
 /// Zero biases for the products' row tiles.
 static ZEROS: [f32; LANES] = [0.0; LANES];
 
-/// Where a run of neighbouring tiles reads its patch columns in rows of `width`: patch column
-/// `v` of the tiles is the even lanes of two loads of 16 columns, from `col + v` and
-/// `col + v + 16`, where `col` is the first tile's column 0 (negative in the left padding);
-/// `masks[v]` keeps the lanes of each load inside `0..width`.
-struct Columns {
-    col: isize,
+/// One register of neighbouring tiles in a block: lanes `0..half` are tiles from `b0[0]` of the
+/// block's tile row `rows[0]`, lanes `half..count` tiles from `b0[1]` of tile row `rows[1]`.
+/// Rows of more than 8 tiles take 16 at a time, 8 per half (the halves are one run of the same
+/// row); shorter rows pair up, two tile rows in a register.
+///
+/// Patch column `v` of a half is the even lanes of a load of 16 columns from `col[half] + v`,
+/// `col` being its first tile's column 0 (negative in the left padding); `masks[v]` keeps the
+/// lanes of each half's load inside the row's `0..width`.
+#[derive(Debug, Clone)]
+struct Unit {
+    p0: usize,
+    count: usize,
+    half: usize,
+    rows: [usize; 2],
+    b0: [usize; 2],
+    col: [isize; 2],
     width: usize,
     masks: [[u16; 2]; MAX_N],
 }
 
-impl Columns {
-    fn new(col: isize, width: usize) -> Columns {
+impl Unit {
+    fn new(
+        p0: usize,
+        count: usize,
+        half: usize,
+        rows: [usize; 2],
+        b0: [usize; 2],
+        left: usize,
+        width: usize,
+    ) -> Unit {
+        let col = b0.map(|b| (2 * b) as isize - left as isize);
         // Lanes `k < 16` of a load from column `start` that fall inside `0..width`.
         let inside = |start: isize| {
             let lo = (-start).clamp(0, LANES as isize);
@@ -438,66 +470,188 @@ impl Columns {
             }
             (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
         };
+        let second = count > half;
         let masks = std::array::from_fn(|v| {
-            let start = col + v as isize;
-            [inside(start), inside(start + LANES as isize)]
+            let v = v as isize;
+            [
+                inside(col[0] + v),
+                if second { inside(col[1] + v) } else { 0 },
+            ]
         });
-        Columns { col, width, masks }
+        Unit {
+            p0,
+            count,
+            half,
+            rows,
+            b0,
+            col,
+            width,
+            masks,
+        }
+    }
+
+    /// The registers of a block of `rows` tile rows of `tw` tiles, in the order of their tiles.
+    fn plan(rows: usize, tw: usize, left: usize, width: usize) -> Vec<Unit> {
+        let half = LANES / 2;
+        if tw <= half {
+            (0..rows)
+                .step_by(2)
+                .map(|k| {
+                    let count = tw * (rows - k).min(2);
+                    Unit::new(k * tw, count, tw, [k, k + 1], [0, 0], left, width)
+                })
+                .collect()
+        } else {
+            (0..rows)
+                .flat_map(|k| (0..tw).step_by(LANES).map(move |b| (k, b)))
+                .map(|(k, b)| {
+                    let count = LANES.min(tw - b);
+                    Unit::new(k * tw + b, count, half, [k, k], [b, b + half], left, width)
+                })
+                .collect()
+        }
+    }
+
+    /// Half `h`'s tile row, first tile and number of tiles; `None` when it holds none.
+    fn half(&self, h: usize) -> Option<(usize, usize, usize)> {
+        let tiles = if h == 0 {
+            self.count.min(self.half)
+        } else {
+            self.count.saturating_sub(self.half)
+        };
+        (tiles > 0).then_some((self.rows[h], self.b0[h], tiles))
     }
 }
 
-/// Transform `count ≤ 16` neighbouring tiles of one channel: `rows[u]` is the input row the
-/// tiles' patch row `u` reads (`None` in the padding), `columns` where their patch columns lie.
-/// Writes `V[ξ][t]` to `dst[ξ·plane + t]`.
-fn input<const N: usize>(
-    rows: &[Option<&[f32]>; MAX_N],
-    columns: &Columns,
+/// Where a unit's tiles lie in a block: for each half, the image and the input row each patch row
+/// reads (`None` in the padding), and the output rows it writes, `(slot, start, len)` with
+/// `slot = 2·half + row` and `start` the first element in the job's outputs for channel 0, in
+/// the order they lie there.
+struct Place {
+    inputs: [Option<(usize, [Option<usize>; MAX_N])>; 2],
+    outputs: [(usize, usize, usize); 4],
     count: usize,
+}
+
+impl Place {
+    fn new(
+        unit: &Unit,
+        block: &[(usize, usize)],
+        [top, h]: [usize; 2],
+        [h_out, w_out]: [usize; 2],
+        first: usize,
+        image_out: usize,
+    ) -> Place {
+        let inputs = [0, 1].map(|half| {
+            let (k, _, _) = unit.half(half)?;
+            let (image, a) = block[k];
+            let rows = std::array::from_fn(|u| (2 * a + u).checked_sub(top).filter(|&i| i < h));
+            Some((image, rows))
+        });
+        let mut outputs = [(0, 0, 0); 4];
+        let mut count = 0;
+        for slot in 0..4 {
+            let Some((k, b0, tiles)) = unit.half(slot / 2) else {
+                continue;
+            };
+            let (image, a) = block[k];
+            let row = 2 * a + slot % 2;
+            if row < h_out {
+                let start = image * image_out - first + row * w_out + 2 * b0;
+                outputs[count] = (slot, start, (2 * tiles).min(w_out - 2 * b0));
+                count += 1;
+            }
+        }
+        outputs[..count].sort_by_key(|&(_, start, _)| start);
+        Place {
+            inputs,
+            outputs,
+            count,
+        }
+    }
+
+    /// The output rows of channel `shift / (H_out·W_out)` in `dst`, `[half][row]`.
+    fn outputs<'a>(&self, mut dst: &'a mut [f32], shift: usize) -> [[Option<&'a mut [f32]>; 2]; 2] {
+        let mut rows: [[Option<&mut [f32]>; 2]; 2] = Default::default();
+        let mut at = 0;
+        for &(slot, start, len) in &self.outputs[..self.count] {
+            let (_, tail) = std::mem::take(&mut dst).split_at_mut(start + shift - at);
+            let (piece, tail) = tail.split_at_mut(len);
+            rows[slot / 2][slot % 2] = Some(piece);
+            dst = tail;
+            at = start + shift + len;
+        }
+        rows
+    }
+}
+
+/// Transform the tiles of `unit` for one channel: half `h` reads the rows `place` gives of the
+/// plane of `x` that starts at `planes[h]` (rows of the unit's `width`). Writes `V[ξ][t]` to
+/// `dst[ξ·plane + t]` for the unit's `count` tiles.
+fn input<const N: usize>(
+    x: &[f32],
+    planes: [Option<usize>; 2],
+    unit: &Unit,
+    place: &Place,
     dst: &mut [f32],
     plane: usize,
 ) {
-    assert!((1..=LANES).contains(&count) && N <= MAX_N);
+    let count = unit.count;
+    assert!((1..=LANES).contains(&count) && (1..=LANES / 2).contains(&unit.half) && N <= MAX_N);
     assert!((N * N - 1) * plane + count <= dst.len());
-    let width = columns.width;
-    assert!(rows.iter().flatten().all(|r| r.len() == width));
+    let mut rows = [[std::ptr::null(); MAX_N]; 2];
+    for (half, (start, source)) in planes.iter().zip(&place.inputs).enumerate() {
+        let (Some(start), Some((_, lines))) = (start, source) else {
+            continue;
+        };
+        for (u, line) in lines.iter().enumerate().take(N) {
+            if let Some(line) = line {
+                rows[half][u] = x[start + line * unit.width..][..unit.width].as_ptr();
+            }
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     {
         assert!(is_available());
         let job = avx512::Input {
-            rows: (*rows).map(|r| r.map_or(std::ptr::null(), <[f32]>::as_ptr)),
-            col: columns.col,
-            masks: columns.masks,
+            rows,
+            col: unit.col,
+            masks: unit.masks,
+            half: unit.half,
             count,
             dst: dst.as_mut_ptr(),
             plane,
         };
-        // SAFETY: AVX-512F was detected; the kernel reads only the elements `0..width` of the
-        // rows that are not null (every row has `width` elements; `Columns::new` masks the
-        // loads to them), and writes `count` elements at `ξ·plane` for `ξ < N²`, inside `dst` (asserted
-        // above).
+        // SAFETY: AVX-512F was detected; the kernel reads only the lanes `Unit::new` keeps in
+        // each half's rows (inside their `width` elements, which every row has: they are
+        // slices of `x`), and writes
+        // `count` elements at `ξ·plane` for `ξ < N²`, inside `dst` (asserted above).
         unsafe { avx512::input::<N>(&job) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("the Winograd route runs only where is_available() holds");
 }
 
-/// Transform `count ≤ 16` neighbouring tiles of one output channel back: `src[ξ·plane + t]`
-/// holds `M[ξ][t]`; writes `Y + bias` to the two output rows from column `col` (a row is `None`
-/// past the output, and columns past its end are not written). Whether every output written is
-/// finite.
+/// Transform the tiles of `unit` for one output channel back: `src[ξ·plane + t]` holds
+/// `M[ξ][t]`; writes `Y + bias` to `rows[h][i]`, output row `i` of the tiles of half `h` from
+/// their first column (`None` past the output; a row holds the columns to write, at most two per
+/// tile). Whether every output written is finite.
 fn output<const N: usize>(
     src: &[f32],
     plane: usize,
-    count: usize,
+    unit: &Unit,
     bias: f32,
-    rows: &mut [Option<&mut [f32]>; 2],
-    col: usize,
+    mut rows: [[Option<&mut [f32]>; 2]; 2],
 ) -> bool {
-    assert!((1..=LANES).contains(&count) && N <= MAX_N);
+    let (count, half) = (unit.count, unit.half);
+    assert!((1..=LANES).contains(&count) && (1..=LANES / 2).contains(&half) && N <= MAX_N);
     assert!((N * N - 1) * plane + count <= src.len());
-    let width = rows[0].as_ref().map_or(0, |r| r.len());
-    assert!(rows.iter().flatten().all(|r| r.len() == width) && col < width);
-    let cols = (2 * count).min(width - col);
+    let cols = [0, 1].map(|h| {
+        let tiles = unit.half(h).map_or(0, |(_, _, tiles)| tiles);
+        let len = rows[h].iter().flatten().map(|r| r.len()).max().unwrap_or(0);
+        assert!(len <= 2 * tiles && rows[h].iter().flatten().all(|r| r.len() == len));
+        len
+    });
     #[cfg(target_arch = "x86_64")]
     {
         assert!(is_available());
@@ -505,17 +659,20 @@ fn output<const N: usize>(
             src: src.as_ptr(),
             plane,
             count,
+            half,
             bias,
-            rows: [0, 1].map(|i| {
-                rows[i]
-                    .as_deref_mut()
-                    .map_or(std::ptr::null_mut(), |r| r[col..].as_mut_ptr())
+            rows: [0, 1].map(|h| {
+                [0, 1].map(|i| {
+                    rows[h][i]
+                        .as_deref_mut()
+                        .map_or(std::ptr::null_mut(), <[f32]>::as_mut_ptr)
+                })
             }),
             cols,
         };
         // SAFETY: AVX-512F was detected; the kernel reads `count` elements at `ξ·plane` for
-        // `ξ < N²`, inside `src` (asserted above), and writes `cols ≤ width − col` elements from
-        // column `col` of each row that is not null.
+        // `ξ < N²`, inside `src` (asserted above), and writes the first `cols[h]` elements of
+        // each row of half `h` that is not null (each row holds `cols[h]`).
         unsafe { avx512::output::<N>(&job) }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -527,20 +684,35 @@ mod avx512 {
     use super::{LANES, MAX_N, matrices};
     use std::arch::x86_64::*;
 
+    /// The even lanes of `a` in lanes `0..half`, those of `b` in lanes `half..16`.
+    #[target_feature(enable = "avx512f")]
+    fn evens(half: usize) -> __m512i {
+        let lanes: [i32; LANES] = std::array::from_fn(|t| {
+            if t < half {
+                2 * t as i32
+            } else {
+                (LANES + 2 * (t - half)) as i32
+            }
+        });
+        // SAFETY: an unaligned load of 16 i32 from an array of 16.
+        unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) }
+    }
+
     /// An input transform's pointers (see [`super::input`]).
     pub(super) struct Input {
-        pub rows: [*const f32; MAX_N],
-        pub col: isize,
+        pub rows: [[*const f32; MAX_N]; 2],
+        pub col: [isize; 2],
         pub masks: [[u16; 2]; MAX_N],
+        pub half: usize,
         pub count: usize,
         pub dst: *mut f32,
         pub plane: usize,
     }
 
-    /// `V[ξ][ν][t] = Σ_{u,v} Bᵀ[ξ][u] d_t[u][v] Bᵀ[ν][v]` for 16 tiles `t`, where
-    /// `d_t[u][v] = rows[u][col + 2t + v]` (zero where `masks` leaves the lane out and for null
-    /// rows), stored
-    /// to `dst[(ξ·N + ν)·plane + t]` for `t < count`. The constant matrices' zeros are skipped
+    /// `V[ξ][ν][t] = Σ_{u,v} Bᵀ[ξ][u] d_t[u][v] Bᵀ[ν][v]` for 16 tiles `t`, where for the tiles
+    /// `t` of half `h` (lanes `h·half..`) `d_t[u][v] = rows[h][u][col[h] + 2(t − h·half) + v]`
+    /// (zero where `masks[v][h]` leaves the lane out and for null rows), stored to
+    /// `dst[(ξ·N + ν)·plane + t]` for `t < count`. The constant matrices' zeros are skipped
     /// when the code is generated.
     ///
     /// # Safety
@@ -549,25 +721,27 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn input<const N: usize>(t: &Input) {
         let m = const { matrices::<N>() };
-        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let evens = evens(t.half);
         let mut e = [[_mm512_setzero_ps(); N]; N];
-        // SAFETY: the loads are masked to the elements `0..width` of each row (the masked-off
-        // lanes are not read, and their addresses are only computed), the stores to `count`
-        // elements of each of the `N²` planes of `dst`.
+        // SAFETY: the loads are masked to the lanes `masks` keeps (the masked-off lanes are not
+        // read, and their addresses are only computed), the stores to `count` elements of each
+        // of the `N²` planes of `dst`.
         unsafe {
             for (u, e_u) in e.iter_mut().enumerate() {
-                let row = t.rows[u];
-                if row.is_null() {
+                let rows = [t.rows[0][u], t.rows[1][u]];
+                if rows.iter().all(|r| r.is_null()) {
                     continue;
                 }
                 let mut d = [_mm512_setzero_ps(); N];
                 for (v, d_v) in d.iter_mut().enumerate() {
-                    // The 32 columns from `start`: the even ones are the 16 tiles' column `v`.
-                    let start = t.col + v as isize;
-                    let [lo, hi] = t.masks[v];
-                    let lo = _mm512_maskz_loadu_ps(lo, row.wrapping_offset(start));
-                    let hi = _mm512_maskz_loadu_ps(hi, row.wrapping_offset(start + LANES as isize));
-                    *d_v = _mm512_permutex2var_ps(lo, even, hi);
+                    let [a, b] = [0, 1].map(|h| {
+                        if rows[h].is_null() {
+                            return _mm512_setzero_ps();
+                        }
+                        let start = rows[h].wrapping_offset(t.col[h] + v as isize);
+                        _mm512_maskz_loadu_ps(t.masks[v][h], start)
+                    });
+                    *d_v = _mm512_permutex2var_ps(a, evens, b);
                 }
                 // e[u][ν] = Σ_v d[u][v]·Bᵀ[ν][v].
                 for (nu, e_un) in e_u.iter_mut().enumerate() {
@@ -600,33 +774,38 @@ mod avx512 {
         pub src: *const f32,
         pub plane: usize,
         pub count: usize,
+        pub half: usize,
         pub bias: f32,
-        pub rows: [*mut f32; 2],
-        pub cols: usize,
+        pub rows: [[*mut f32; 2]; 2],
+        pub cols: [usize; 2],
     }
 
-    /// `rows[i][2t + j] = bias + Σ_{ξ,ν} Aᵀ[i][ξ] M_t[ξ][ν] Aᵀ[j][ν]` for the 16 tiles `t`, with
-    /// `M_t[ξ][ν] = src[(ξ·N + ν)·plane + t]` (`t < count`), writing the first `cols` columns
-    /// of each row that is not null. Whether every value written is finite.
+    /// `rows[h][i][2t + j] = bias + Σ_{ξ,ν} Aᵀ[i][ξ] M_s[ξ][ν] Aᵀ[j][ν]` for the tiles
+    /// `s = h·half + t` of half `h`, with `M_s[ξ][ν] = src[(ξ·N + ν)·plane + s]` (`s < count`),
+    /// writing the first `cols[h]` columns of each row that is not null. Whether every value
+    /// written is finite.
     ///
     /// # Safety
     /// The processor must have AVX-512F; `src` must hold `(N² − 1)·plane + count` elements and
-    /// each row that is not null `cols`.
+    /// each row of half `h` that is not null `cols[h]`.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn output<const N: usize>(t: &Output) -> bool {
         let m = const { matrices::<N>() };
         let lanes = ((1u32 << t.count) - 1) as __mmask16;
-        // Two vectors of 16 tiles' even and odd columns, interleaved into 32 columns.
-        let first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-        let second =
-            _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-        let masks = [
-            ((1u32 << t.cols.min(LANES)) - 1) as __mmask16,
-            ((1u32 << t.cols.saturating_sub(LANES)) - 1) as __mmask16,
-        ];
+        // Half `h`'s tiles of the even and odd columns, interleaved into `2·half` columns.
+        let interleave = [0, 1].map(|h| {
+            let base = h * t.half;
+            let lanes: [i32; LANES] = std::array::from_fn(|k| {
+                let tile = (base + k / 2).min(LANES - 1);
+                (tile + (k % 2) * LANES) as i32
+            });
+            // SAFETY: an unaligned load of 16 i32 from an array of 16.
+            unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) }
+        });
+        let masks = t.cols.map(|cols| ((1u32 << cols) - 1) as __mmask16);
         let mut finite = true;
         // SAFETY: the loads are masked to `count` elements of each plane of `src`, the stores
-        // to the first `cols` elements of each row that is not null.
+        // to the first `cols[h]` elements of each row that is not null.
         unsafe {
             // s[i][ν] = Σ_ξ Aᵀ[i][ξ]·M[ξ][ν].
             let mut s = [[_mm512_setzero_ps(); N]; 2];
@@ -642,10 +821,6 @@ mod avx512 {
                 }
             }
             for (i, s_i) in s.iter().enumerate() {
-                let row = t.rows[i];
-                if row.is_null() {
-                    continue;
-                }
                 let mut y = [_mm512_set1_ps(t.bias); 2];
                 for (j, y_j) in y.iter_mut().enumerate() {
                     for (nu, &s_in) in s_i.iter().enumerate() {
@@ -655,15 +830,17 @@ mod avx512 {
                         }
                     }
                 }
-                let halves = [
-                    _mm512_permutex2var_ps(y[0], first, y[1]),
-                    _mm512_permutex2var_ps(y[0], second, y[1]),
-                ];
-                for (h, (&half, &mask)) in halves.iter().zip(&masks).enumerate() {
-                    _mm512_mask_storeu_ps(row.add(h * LANES), mask, half);
-                    // y − y is NaN exactly where y is infinite or NaN.
-                    let ordered = _mm512_cmp_ps_mask::<_CMP_ORD_Q>(_mm512_sub_ps(half, half), half);
-                    finite &= ordered & mask == mask;
+                for h in 0..2 {
+                    let row = t.rows[h][i];
+                    if row.is_null() {
+                        continue;
+                    }
+                    let values = _mm512_permutex2var_ps(y[0], interleave[h], y[1]);
+                    _mm512_mask_storeu_ps(row, masks[h], values);
+                    // v − v is NaN exactly where v is infinite or NaN.
+                    let ordered =
+                        _mm512_cmp_ps_mask::<_CMP_ORD_Q>(_mm512_sub_ps(values, values), values);
+                    finite &= ordered & masks[h] == masks[h];
                 }
             }
         }
