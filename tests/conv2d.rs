@@ -10,7 +10,7 @@ use convlab::gemm::{Engine, Isa, Scalar};
 use convlab::im2col::{fold, unfold};
 use convlab::shape::{Conv2dParams, Conv3dParams, ConvGeometry, ConvNdParams, Mode, Padding};
 use ndarray::{
-    Array, Array1, Array2, Array4, ArrayView, ArrayView1, ArrayView2, Dimension, IxDyn, array,
+    Array, Array1, Array2, Array4, ArrayView, ArrayView1, ArrayView2, Dimension, Ix4, IxDyn, array,
 };
 use proptest::prelude::*;
 use serde::Deserialize;
@@ -846,6 +846,59 @@ fn conv3d_on_views() {
 /// output rows up to 24 windows, so that rows split into several tiles.
 /// Up to 6 images: from twice as many images as threads on, the forward takes tiles of 3 or 4
 /// registers of channels (48 or 64), whose edge tiles skip the left and right padding.
+/// A case's values rounded to f32 (the inputs also stored in `layout`), and the same values in
+/// f64 for the reference.
+struct Rounded {
+    w32: Array4<f32>,
+    b32: Option<Array1<f32>>,
+    xs: Stored<f32, Ix4>,
+    ws: Stored<f32, Ix4>,
+    x64: Array4<f64>,
+    w64: Array4<f64>,
+    b64: Option<Array1<f64>>,
+}
+
+impl Rounded {
+    fn new(x: &Array4<f64>, w: &Array4<f64>, b: &Option<Array1<f64>>, layout: Layout) -> Rounded {
+        let x32 = x.mapv(|v| v as f32);
+        let w32 = w.mapv(|v| v as f32);
+        let b32 = b.as_ref().map(|b| b.mapv(|v| v as f32));
+        let f = |a: &Array4<f32>| a.mapv(|v| v as f64);
+        Rounded {
+            xs: Stored::new(&x32, layout),
+            ws: Stored::new(&w32, layout),
+            x64: f(&x32),
+            w64: f(&w32),
+            b64: b32.as_ref().map(|b| b.mapv(|v| v as f64)),
+            w32,
+            b32,
+        }
+    }
+
+    /// The naive convolution of the rounded values, in f64.
+    fn reference(&self, p: Conv2dParams) -> convlab::error::Result<Array4<f64>> {
+        naive::conv2d(
+            self.x64.view(),
+            self.w64.view(),
+            self.b64.as_ref().map(|b| b.view()),
+            p,
+        )
+    }
+
+    /// The naive convolution of their magnitudes: the size of each output's terms, which the
+    /// tolerance scales with.
+    fn size(&self, p: Conv2dParams) -> Array4<f64> {
+        let b_abs = self.b64.as_ref().map(|b| b.mapv(f64::abs));
+        naive::conv2d(
+            self.x64.mapv(f64::abs).view(),
+            self.w64.mapv(f64::abs).view(),
+            b_abs.as_ref().map(|b| b.view()),
+            p,
+        )
+        .unwrap()
+    }
+}
+
 fn direct_case() -> impl Strategy<Value = Conv2dCase> {
     conv2d_case_in(
         [1..7, 1..3, 1..12, 1..71],
@@ -861,15 +914,9 @@ proptest! {
     /// more, 8 output channels per group or more); elsewhere they decline and `fast::conv2d` takes im2col + GEMM, which equals naive too.
     #[test]
     fn conv2d_direct_equals_naive((x, w, b, p, layout) in direct_case()) {
-        let x32 = x.mapv(|v| v as f32);
-        let w32 = w.mapv(|v| v as f32);
-        let b32 = b.as_ref().map(|b| b.mapv(|v| v as f32));
-        let (xs, ws) = (Stored::new(&x32, layout), Stored::new(&w32, layout));
-        let b32 = b32.as_ref().map(|b| b.view());
-        let f = |a: &Array4<f32>| a.mapv(|v| v as f64);
-        let (x64, w64) = (f(&x32), f(&w32));
-        let b64 = b32.map(|b| b.mapv(|v| v as f64));
-        let reference = naive::conv2d(x64.view(), w64.view(), b64.as_ref().map(|b| b.view()), p);
+        let r = Rounded::new(&x, &w, &b, layout);
+        let (xs, ws, b32) = (&r.xs, &r.ws, r.b32.as_ref().map(|b| b.view()));
+        let reference = r.reference(p);
         // Kept buffers of NaN the size of the output, one for each call below: a kernel that
         // took one for its output and left an element unwritten would show it.
         if let Ok(r) = &reference {
@@ -885,16 +932,9 @@ proptest! {
                 prop_assert_eq!(&fast.unwrap_err(), &e);
             }
             Ok(reference) => {
-                let b_abs = b64.as_ref().map(|b| b.mapv(f64::abs));
-                let size = naive::conv2d(
-                    x64.mapv(f64::abs).view(),
-                    w64.mapv(f64::abs).view(),
-                    b_abs.as_ref().map(|b| b.view()),
-                    p,
-                )
-                .unwrap();
+                let size = r.size(p);
                 let direct = direct.unwrap();
-                let (c_out, cpg, kh, kw) = w32.dim();
+                let (c_out, cpg, kh, kw) = r.w32.dim();
                 let opg = c_out / p.groups;
                 let applies = convlab::conv2d::direct::is_available() && (cpg * kh * kw < 64 || opg >= 8);
                 prop_assert_eq!(direct.is_some(), applies);
@@ -903,7 +943,7 @@ proptest! {
                 }
                 agree(&format!("fast {p:?}"), &fast.unwrap(), &reference, &size, RTOL_F32)?;
                 // f64 always takes im2col + GEMM.
-                let direct64 = convlab::conv2d::direct::conv2d(x64.view(), w64.view(), b64.as_ref().map(|b| b.view()), p);
+                let direct64 = convlab::conv2d::direct::conv2d(r.x64.view(), r.w64.view(), r.b64.as_ref().map(|b| b.view()), p);
                 prop_assert!(direct64.unwrap().is_none());
             }
         }
@@ -937,34 +977,22 @@ proptest! {
 
     /// F(2×2, r×r) equals the naive convolution wherever it runs (f32 on AVX-512, a 3 × 3 or
     /// 5 × 5 kernel at stride 1 and dilation 1, one group, 16 input and output channels or
-    /// more, and for 5 × 5 no fewer outputs than inputs), and declines elsewhere; the input gradient, which the backward pass computes by
-    /// the same route, equals naive's.
+    /// more, and for 5 × 5 no fewer outputs than inputs), and declines elsewhere; the input
+    /// gradient, which the backward pass computes by the same route, equals naive's.
     #[test]
     fn conv2d_winograd_equals_naive((x, w, b, p, layout) in winograd_case()) {
-        let x32 = x.mapv(|v| v as f32);
-        let w32 = w.mapv(|v| v as f32);
-        let b32 = b.as_ref().map(|b| b.mapv(|v| v as f32));
-        let (xs, ws) = (Stored::new(&x32, layout), Stored::new(&w32, layout));
-        let b32 = b32.as_ref().map(|b| b.view());
-        let f = |a: &Array4<f32>| a.mapv(|v| v as f64);
-        let (x64, w64) = (f(&x32), f(&w32));
-        let b64 = b32.map(|b| b.mapv(|v| v as f64));
-        let Ok(reference) = naive::conv2d(x64.view(), w64.view(), b64.as_ref().map(|b| b.view()), p) else {
+        let r = Rounded::new(&x, &w, &b, layout);
+        let (xs, ws, b32) = (&r.xs, &r.ws, r.b32.as_ref().map(|b| b.view()));
+        let (x64, w64) = (&r.x64, &r.w64);
+        let Ok(reference) = r.reference(p) else {
             prop_assert!(convlab::conv2d::winograd::conv2d(xs.view(), ws.view(), b32, p).is_err());
             return Ok(());
         };
         // A kept buffer of NaN the size of the output: an output left unwritten would show.
         convlab::buffers::recycle(Array4::from_elem(reference.dim(), f32::NAN));
         let winograd = convlab::conv2d::winograd::conv2d(xs.view(), ws.view(), b32, p).unwrap();
-        let b_abs = b64.as_ref().map(|b| b.mapv(f64::abs));
-        let size = naive::conv2d(
-            x64.mapv(f64::abs).view(),
-            w64.mapv(f64::abs).view(),
-            b_abs.as_ref().map(|b| b.view()),
-            p,
-        )
-        .unwrap();
-        let (c_out, c_in, kh, kw) = w32.dim();
+        let size = r.size(p);
+        let (c_out, c_in, kh, kw) = r.w32.dim();
         let applies = convlab::conv2d::direct::is_available()
             && p.groups == 1
             && kh == kw
