@@ -74,8 +74,9 @@ fn groups_product<T: Scalar>(
     Ok(())
 }
 
-/// The 2-D convolution layer by im2col + GEMM, exactly as PyTorch's `conv2d`; the twin of
-/// [`super::naive::conv2d`].
+/// The 2-D convolution layer, exactly as PyTorch's `conv2d`; the twin of
+/// [`super::naive::conv2d`]. It takes [`super::winograd`] where that applies, else
+/// [`super::direct`], else im2col + GEMM ([`conv2d_with`]).
 pub fn conv2d<T: Scalar>(
     x: ArrayView4<T>,
     w: ArrayView4<T>,
