@@ -298,6 +298,8 @@ fn transform_weights<const N: usize>(w: ArrayView4<f32>, tiles: &[(usize, usize)
     u
 }
 
+/// [`forward`] for `N = r + 1`: jobs of a few images each, and in each job blocks of tile rows
+/// that go through the three steps (input transform, products, output transform) together.
 fn run<const N: usize>(
     x: ArrayView4<f32>,
     w: ArrayView4<f32>,
@@ -539,7 +541,7 @@ impl Place {
         block: &[(usize, usize)],
         [top, h]: [usize; 2],
         [h_out, w_out]: [usize; 2],
-        first: usize,
+        job_start: usize,
         image_out: usize,
     ) -> Place {
         let inputs = [0, 1].map(|half| {
@@ -557,7 +559,7 @@ impl Place {
             let (image, a) = block[k];
             let row = 2 * a + slot % 2;
             if row < h_out {
-                let start = image * image_out - first + row * w_out + 2 * b0;
+                let start = image * image_out - job_start + row * w_out + 2 * b0;
                 outputs[count] = (slot, start, (2 * tiles).min(w_out - 2 * b0));
                 count += 1;
             }
