@@ -1077,6 +1077,20 @@ fn input_grad(
     grad
 }
 
+/// The operands of a convolution as `f32` views; `None` unless `T` is `f32`.
+#[allow(clippy::type_complexity)]
+pub(super) fn f32_operands<'a, T: Scalar>(
+    x: ArrayView4<'a, T>,
+    w: ArrayView4<'a, T>,
+    b: Option<ArrayView1<'a, T>>,
+) -> Option<(
+    ArrayView4<'a, f32>,
+    ArrayView4<'a, f32>,
+    Option<ArrayView1<'a, f32>>,
+)> {
+    Some((T::as_f32(x)?, T::as_f32(w)?, b.and_then(T::as_f32)))
+}
+
 /// [`super::fast::conv2d`] by the direct kernels, or `Ok(None)` where they do not apply (no
 /// AVX-512, not `f32`; 64 taps per output or more but fewer than 8 output channels per group).
 /// Calls with fewer than 64 taps per output (`C_in/g · kH · kW`) put the windows of a row in the
@@ -1090,13 +1104,9 @@ pub fn conv2d<T: Scalar>(
     let geo = ConvGeometry::conv2d(x.dim(), w.dim(), b.map(|b| b.len()), params)?;
     let plan = Plan::new(&geo);
     let [kh, kw] = plan.kernel;
-    if !is_available() {
-        return Ok(None);
-    }
-    let (Some(x), Some(w)) = (T::as_f32(x), T::as_f32(w)) else {
+    let Some((x, w, b)) = f32_operands(x, w, b).filter(|_| is_available()) else {
         return Ok(None);
     };
-    let b = b.and_then(T::as_f32);
     let y = if plan.c_in_per_group() * kh * kw < MIN_TAPS {
         forward_rows(x, w, b, &plan)
     } else if plan.c_out_per_group() >= MIN_CHANNELS {

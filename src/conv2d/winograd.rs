@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use ndarray::parallel::prelude::*;
 use ndarray::{Array4, ArrayView1, ArrayView4};
 
-use super::direct::{LANES, MAX_VECTORS, RowJob, Taps, is_available, pieces};
+use super::direct::{LANES, MAX_VECTORS, RowJob, Taps, f32_operands, is_available, pieces};
 use crate::buffers::Scratch;
 use crate::error::Result;
 use crate::gemm::Scalar;
@@ -192,14 +192,6 @@ impl Transforms {
     }
 }
 
-/// Whether the route takes a call with these shapes (on any processor, for `f32`).
-fn takes(geo: &ConvGeometry<2>) -> bool {
-    geo.groups == 1
-        && geo.stride == [1, 1]
-        && geo.dilation == [1, 1]
-        && takes_filters(geo.kernel, geo.c_in, geo.c_out)
-}
-
 /// Whether the route takes `c_out` filters of `kernel` taps over `c_in` channels: a square
 /// kernel in [`KERNELS`], 16 channels or more in and out, and for 5 × 5 at least as many
 /// outputs as inputs. The input transform's cost grows with `C_in` and the products' saving
@@ -214,9 +206,9 @@ fn takes_filters([kh, kw]: [usize; 2], c_in: usize, c_out: usize) -> bool {
 }
 
 /// [`super::fast::conv2d`] by F(2×2, r×r), or `Ok(None)` where it does not apply (no AVX-512,
-/// not `f32`, not a square kernel in [`KERNELS`] at stride 1 and dilation 1 with one group and
-/// at least 16 input and output channels) or when an output is not finite. Shapes are checked
-/// first.
+/// not `f32`, not one group at stride 1 and dilation 1, not a square kernel in [`KERNELS`]
+/// with 16 channels or more in and out and, for 5 × 5, no fewer output channels than input
+/// channels) or when an output is not finite. Shapes are checked first.
 pub fn conv2d<T: Scalar>(
     x: ArrayView4<T>,
     w: ArrayView4<T>,
@@ -224,20 +216,19 @@ pub fn conv2d<T: Scalar>(
     params: Conv2dParams,
 ) -> Result<Option<Array4<T>>> {
     let geo = ConvGeometry::conv2d(x.dim(), w.dim(), b.map(|b| b.len()), params)?;
-    if !is_available() || !takes(&geo) {
+    if geo.groups != 1 || geo.stride != [1, 1] || geo.dilation != [1, 1] {
         return Ok(None);
     }
-    let (Some(x), Some(w)) = (T::as_f32(x), T::as_f32(w)) else {
+    let Some((x, w, b)) = f32_operands(x, w, b) else {
         return Ok(None);
     };
-    let b = b.and_then(T::as_f32);
     let pads = [geo.pads[0].left, geo.pads[1].left];
     Ok(forward(x, w, b, pads, geo.output).and_then(T::from_f32))
 }
 
 /// The convolution of `x` by `w` (one group, stride 1, dilation 1, shapes checked by the
 /// caller) with `pads = [top, left]` and `output = [H_out, W_out]`; `None` where the route does
-/// not take the kernel or channels, without AVX-512, or if an output is not finite.
+/// not take the filters ([`takes_filters`]), without AVX-512, or if an output is not finite.
 pub(super) fn forward(
     x: ArrayView4<f32>,
     w: ArrayView4<f32>,
