@@ -958,7 +958,7 @@ fn winograd_case() -> impl Strategy<Value = Conv2dCase> {
     let square = |k: usize| {
         conv2d_case_in(
             [1..4, 1..2, 12..41, 12..41],
-            [k..k + 1, k..k + 1, 1..10, 1..70],
+            [k..k + 1, k..k + 1, 1..18, 1..70],
             [1..2, 1..2],
         )
     };
@@ -977,8 +977,9 @@ proptest! {
 
     /// F(2×2, r×r) equals the naive convolution wherever it runs (f32 on AVX-512, a 3 × 3 or
     /// 5 × 5 kernel at stride 1 and dilation 1, one group, 16 input and output channels or
-    /// more, and for 5 × 5 no fewer outputs than inputs), and declines elsewhere; the input
-    /// gradient, which the backward pass computes by the same route, equals naive's.
+    /// more, and for 5 × 5 no fewer outputs than inputs), and declines elsewhere; the input and
+    /// weight gradients, which the backward pass computes by the same route and its transpose,
+    /// equal naive's.
     #[test]
     fn conv2d_winograd_equals_naive((x, w, b, p, layout) in winograd_case()) {
         let r = Rounded::new(&x, &w, &b, layout);
@@ -1006,12 +1007,43 @@ proptest! {
         if let Some(winograd) = winograd {
             agree(&format!("winograd {p:?}"), &winograd, &reference, &size, RTOL_F32)?;
         }
-        // The backward pass: ∂L/∂x for an upstream gradient of ones against f64 naive.
-        let g = Array4::<f64>::ones(reference.dim());
+        // The backward pass: ∂L/∂x and ∂L/∂w against f64 naive, for an upstream gradient that
+        // differs at every position of a 2 × 2 tile and between channels (eighths, exact in f32).
+        let g = Array4::from_shape_fn(reference.dim(), |(n, o, i, j)| {
+            ((n * 7 + o * 5 + i * 3 + j * 11) % 17) as f64 / 8.0 - 1.0
+        });
         let expected = naive::conv2d_backward(x64.view(), w64.view(), g.view(), p).unwrap();
-        let g_size = naive::conv2d_backward(x64.mapv(f64::abs).view(), w64.mapv(f64::abs).view(), g.view(), p).unwrap();
+        let g_size = naive::conv2d_backward(x64.mapv(f64::abs).view(), w64.mapv(f64::abs).view(), g.mapv(f64::abs).view(), p).unwrap();
         let grads = fast::conv2d_backward(xs.view(), ws.view(), g.mapv(|v| v as f32).view(), p).unwrap();
         agree(&format!("∂L/∂x {p:?}"), &grads.input, &expected.input, &g_size.input, RTOL_F32)?;
+        agree(&format!("∂L/∂w {p:?}"), &grads.weight, &expected.weight, &g_size.weight, RTOL_F32)?;
+        // The weight gradient's route also needs every tap to meet the input at 4 outputs or
+        // more along each axis, and at least half as many as the tap that meets it most.
+        let geo = ConvGeometry::conv2d(x.dim(), w.dim(), None, p).unwrap();
+        let even = |axis: usize| {
+            let (pad, len, out) = (geo.pads[axis].left, geo.input[axis], geo.output[axis]);
+            let meets: Vec<usize> = (0..geo.kernel[axis])
+                .map(|k| (0..out).filter(|&i| i + k >= pad && i + k < pad + len).count())
+                .collect();
+            let (least, most) = (*meets.iter().min().unwrap(), *meets.iter().max().unwrap());
+            least >= 4 && 2 * least >= most
+        };
+        let applies_w = convlab::conv2d::direct::is_available()
+            && p.groups == 1
+            && kh == kw
+            && [3, 5].contains(&kh)
+            && p.strides == [1, 1]
+            && p.dilations == [1, 1]
+            && c_in >= 16
+            && c_out >= 16
+            && even(0)
+            && even(1);
+        let g32 = g.mapv(|v| v as f32);
+        let weight = convlab::conv2d::winograd::conv2d_weight_grad(xs.view(), ws.view(), g32.view(), p).unwrap();
+        prop_assert_eq!(weight.is_some(), applies_w);
+        if let Some(weight) = weight {
+            agree(&format!("winograd ∂L/∂w {p:?}"), &weight, &expected.weight, &g_size.weight, RTOL_F32)?;
+        }
     }
 }
 

@@ -1148,7 +1148,12 @@ pub fn conv2d_backward<T: Scalar>(
     let (Some(x), Some(w), Some(g)) = (T::as_f32(x), T::as_f32(w), T::as_f32(grad_out)) else {
         return Ok(None);
     };
-    let weight = weight_grad(x, g, &plan);
+    // One group: the transpose of F(2×2, r×r) where it takes the shapes and every value is
+    // finite.
+    let winograd = (plan.groups == 1 && plan.dilation == [1, 1])
+        .then(|| super::winograd::weight_grad(x, g, plan.kernel, [plan.top, plan.left]))
+        .flatten();
+    let weight = winograd.unwrap_or_else(|| weight_grad(x, g, &plan));
     let input = input_grad(w, g, &plan, &transposed);
     let bias = super::fast::bias_grad(g);
     Ok(
@@ -1164,7 +1169,7 @@ pub fn conv2d_backward<T: Scalar>(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(super) mod avx512 {
     use super::LANES;
     use super::Tap;
     use std::arch::x86_64::*;
@@ -1322,9 +1327,45 @@ mod avx512 {
         pub stride: usize,
     }
 
+    /// The 16 × 16 transposition of `r`: lane `k` of the result's register `o` is lane `o` of
+    /// `r[k]` (unpack pairs of floats, then pairs of pairs, then 128-bit lanes twice).
+    #[target_feature(enable = "avx512f")]
+    pub(in super::super) fn transpose(r: &[__m512; LANES]) -> [__m512; LANES] {
+        // r[w][o] → a[..]: per 128-bit lane, (r[2a][o], r[2a+1][o]) pairs.
+        let mut a = [_mm512_setzero_ps(); LANES];
+        for p in 0..LANES / 2 {
+            a[2 * p] = _mm512_unpacklo_ps(r[2 * p], r[2 * p + 1]);
+            a[2 * p + 1] = _mm512_unpackhi_ps(r[2 * p], r[2 * p + 1]);
+        }
+        // b[4q + m], lane k: rows 4q..4q + 4 of column 4k + m.
+        let mut b = [_mm512_setzero_ps(); LANES];
+        for q in 0..LANES / 4 {
+            for h in 0..2 {
+                let (lo, hi) = (
+                    _mm512_castps_pd(a[4 * q + h]),
+                    _mm512_castps_pd(a[4 * q + 2 + h]),
+                );
+                b[4 * q + 2 * h] = _mm512_castpd_ps(_mm512_unpacklo_pd(lo, hi));
+                b[4 * q + 2 * h + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(lo, hi));
+            }
+        }
+        // Column 4k + m gathers lane k of b[m], b[4 + m], b[8 + m], b[12 + m].
+        let mut out = [_mm512_setzero_ps(); LANES];
+        for m in 0..4 {
+            let c0 = _mm512_shuffle_f32x4::<0x44>(b[m], b[4 + m]);
+            let c1 = _mm512_shuffle_f32x4::<0xEE>(b[m], b[4 + m]);
+            let c2 = _mm512_shuffle_f32x4::<0x44>(b[8 + m], b[12 + m]);
+            let c3 = _mm512_shuffle_f32x4::<0xEE>(b[8 + m], b[12 + m]);
+            out[m] = _mm512_shuffle_f32x4::<0x88>(c0, c2);
+            out[4 + m] = _mm512_shuffle_f32x4::<0xDD>(c0, c2);
+            out[8 + m] = _mm512_shuffle_f32x4::<0x88>(c1, c3);
+            out[12 + m] = _mm512_shuffle_f32x4::<0xDD>(c1, c3);
+        }
+        out
+    }
+
     /// `dst[o·stride + t] = src[t·width + o]` for `t < count`, `o < lanes`: each run of 16
-    /// channels is a 16 × 16 transposition in registers (unpack pairs of floats, then pairs of
-    /// pairs, then 128-bit lanes twice).
+    /// channels is a 16 × 16 [`transpose`] in registers.
     ///
     /// # Safety
     /// The processor must have AVX-512F, and every address named above must lie inside the
@@ -1341,37 +1382,7 @@ mod avx512 {
                 for (w, v) in r.iter_mut().enumerate() {
                     *v = _mm512_loadu_ps(t.src.add(w.min(t.count - 1) * t.width + first));
                 }
-                // r[w][o] → a[..]: per 128-bit lane, (r[2a][o], r[2a+1][o]) pairs.
-                let mut a = [_mm512_setzero_ps(); LANES];
-                for p in 0..LANES / 2 {
-                    a[2 * p] = _mm512_unpacklo_ps(r[2 * p], r[2 * p + 1]);
-                    a[2 * p + 1] = _mm512_unpackhi_ps(r[2 * p], r[2 * p + 1]);
-                }
-                // b[4q + m], lane k: windows 4q..4q + 4 of channel 4k + m.
-                let mut b = [_mm512_setzero_ps(); LANES];
-                for q in 0..LANES / 4 {
-                    for h in 0..2 {
-                        let (lo, hi) = (
-                            _mm512_castps_pd(a[4 * q + h]),
-                            _mm512_castps_pd(a[4 * q + 2 + h]),
-                        );
-                        b[4 * q + 2 * h] = _mm512_castpd_ps(_mm512_unpacklo_pd(lo, hi));
-                        b[4 * q + 2 * h + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(lo, hi));
-                    }
-                }
-                // Channel 4k + m gathers lane k of b[m], b[4 + m], b[8 + m], b[12 + m].
-                let mut out = [_mm512_setzero_ps(); LANES];
-                for m in 0..4 {
-                    let c0 = _mm512_shuffle_f32x4::<0x44>(b[m], b[4 + m]);
-                    let c1 = _mm512_shuffle_f32x4::<0xEE>(b[m], b[4 + m]);
-                    let c2 = _mm512_shuffle_f32x4::<0x44>(b[8 + m], b[12 + m]);
-                    let c3 = _mm512_shuffle_f32x4::<0xEE>(b[8 + m], b[12 + m]);
-                    out[m] = _mm512_shuffle_f32x4::<0x88>(c0, c2);
-                    out[4 + m] = _mm512_shuffle_f32x4::<0xDD>(c0, c2);
-                    out[8 + m] = _mm512_shuffle_f32x4::<0x88>(c1, c3);
-                    out[12 + m] = _mm512_shuffle_f32x4::<0xDD>(c1, c3);
-                }
-                for (o, &v) in out.iter().enumerate() {
+                for (o, &v) in transpose(&r).iter().enumerate() {
                     if first + o < t.lanes {
                         _mm512_mask_storeu_ps(t.dst.add((first + o) * t.stride), windows, v);
                     }

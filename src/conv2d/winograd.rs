@@ -9,7 +9,7 @@
 //!
 //! where `Bᵀ` (`n × n`), `G` (`n × r`) and `Aᵀ` (`2 × n`) hold only small rationals. They come
 //! from the Chinese remainder theorem for polynomials: `G g` and `Bᵀ d` evaluate the filter and
-//! the data as polynomials at `n − 1` points (the first `r` of 0, 1, −1, 2, −2) and at
+//! the data as polynomials at `n − 1` points (the first `r` of 0, 1, −1, 2, −1/2) and at
 //! infinity, the product
 //! of the evaluations is the product polynomial evaluated there, and `Aᵀ` reads the two outputs
 //! off it. In 2-D the same matrices act on rows and on columns: a tile of 2 × 2 outputs needs
@@ -31,23 +31,53 @@
 //! route gives the call back, and [`super::fast::conv2d`] takes the direct kernels, which keep
 //! the formula's semantics there.
 //! Its rounding differs from the formula's order of sums; the property tests hold it, against
-//! `f64`, to 10⁻⁵ of the sum of the terms' magnitudes, as every fast route.
+//! `f64`, to 10⁻⁵ of the sum of the terms' magnitudes, as every fast route. The fifth point is
+//! −1/2 rather than −2: `Bᵀ` of F(2, 5) has smaller coefficients, and the rounding error of
+//! F(2×2, 5×5) measured about 2.5 times smaller.
+//!
+//! The weight gradient takes the same matrices the other way round ([`conv2d_weight_grad`]):
+//! `∂L/∂w = Gᵀ [(A ∂L/∂Y Aᵀ) ⊙ (Bᵀ d B)] G` for each tile, summed over every tile of the batch
+//! before `Gᵀ · G`, so that the products are `n²` matrix products of `C_in × tiles` by
+//! `tiles × C_out`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ndarray::parallel::prelude::*;
 use ndarray::{Array4, ArrayView1, ArrayView4};
+use rayon::slice::{ParallelSlice, ParallelSliceMut};
 
-use super::direct::{LANES, MAX_VECTORS, RowJob, Taps, f32_operands, is_available, pieces};
+use super::direct::{
+    LANES, MAX_VECTORS, RowJob, Taps, f32_operands, is_available, max_channels, pieces,
+};
+use super::naive::check_grad_shape;
 use crate::buffers::Scratch;
 use crate::error::Result;
 use crate::gemm::Scalar;
 use crate::shape::{Conv2dParams, ConvGeometry};
 
+/// Call `avx512::products::<MR, V>($job)` for the runtime `($vectors, $mr)`: every product tile
+/// shape (`mr ≤ max_channels(vectors)`).
+macro_rules! product_shapes {
+    ($job:expr, $vectors:expr, $mr:expr) => {
+        product_shapes!(@ $job, $vectors, $mr, [
+            1: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16;
+            2: 1 2 3 4 5 6 7 8 9 10 11 12;
+            3: 1 2 3 4 5 6 7 8;
+            4: 1 2 3 4 5 6;
+        ])
+    };
+    (@ $job:expr, $vectors:expr, $mr:expr, [$($v:literal: $($m:literal)*;)*]) => {
+        match ($vectors, $mr) {
+            $($(($v, $m) => avx512::products::<$m, $v>($job),)*)*
+            _ => unreachable!("product tiles are at most max_channels(vectors) tall"),
+        }
+    };
+}
+
 /// The kernel sizes this route takes (square, stride 1, dilation 1, one group).
 pub const KERNELS: [usize; 2] = [3, 5];
 /// Interpolation points; F(2, r) uses the first `r`.
-const POINTS: [f64; 5] = [0.0, 1.0, -1.0, 2.0, -2.0];
+const POINTS: [f64; 5] = [0.0, 1.0, -1.0, 2.0, -0.5];
 /// Fewest input and output channels for which the products outweigh the transforms.
 const MIN_CHANNELS: usize = 16;
 /// Tiles per block: the transformed inputs and products of a block stay in L2.
@@ -151,7 +181,7 @@ pub struct Transforms {
 }
 
 impl Transforms {
-    /// The transforms for an `r`-tap filter, `2 ≤ r ≤ 5` (the points 0, 1, −1, 2, −2); `None`
+    /// The transforms for an `r`-tap filter, `2 ≤ r ≤ 5` (the points 0, 1, −1, 2, −1/2); `None`
     /// for other sizes.
     pub fn new(r: usize) -> Option<Transforms> {
         fn flat<const N: usize>(m: Matrices<N>) -> Transforms {
@@ -224,6 +254,31 @@ pub fn conv2d<T: Scalar>(
     };
     let pads = [geo.pads[0].left, geo.pads[1].left];
     Ok(forward(x, w, b, pads, geo.output).and_then(T::from_f32))
+}
+
+/// `∂L/∂w` of [`conv2d`] for the output gradient `grad_out`, by the transpose of F(2×2, r×r)
+/// (see [`weight_grad`]), or `Ok(None)` where it does not apply (no AVX-512, not `f32`, not one
+/// group at stride 1 and dilation 1, not a square kernel in [`KERNELS`] with 16 channels or
+/// more in and out, a tap that meets the input at fewer than 4 outputs along an axis or at
+/// fewer than half as many as another tap) or when a value is not finite. Only the shape of
+/// `w` is read. Shapes are checked first.
+pub fn conv2d_weight_grad<T: Scalar>(
+    x: ArrayView4<T>,
+    w: ArrayView4<T>,
+    grad_out: ArrayView4<T>,
+    params: Conv2dParams,
+) -> Result<Option<Array4<T>>> {
+    let geo = ConvGeometry::conv2d(x.dim(), w.dim(), None, params)?;
+    let [h_out, w_out] = geo.output;
+    check_grad_shape(grad_out.shape(), &[geo.batch, geo.c_out, h_out, w_out])?;
+    if geo.groups != 1 || geo.stride != [1, 1] || geo.dilation != [1, 1] {
+        return Ok(None);
+    }
+    let (Some(x), Some(g)) = (T::as_f32(x), T::as_f32(grad_out)) else {
+        return Ok(None);
+    };
+    let pads = [geo.pads[0].left, geo.pads[1].left];
+    Ok(weight_grad(x, g, geo.kernel, pads).and_then(T::from_f32))
 }
 
 /// The convolution of `x` by `w` (one group, stride 1, dilation 1, shapes checked by the
@@ -318,7 +373,9 @@ fn run<const N: usize>(
         .max(1);
     // An even number of tile rows, so that rows of 8 tiles or fewer pair up in a register.
     let rows_per_block = (BLOCK_TILES / tw).max(2) / 2 * 2;
-    let most = rows_per_block * tw;
+    // Each position's plane of tiles starts on a cache line, so that the products' registers
+    // of 16 tiles are whole lines.
+    let most = (rows_per_block * tw).next_multiple_of(LANES);
     let image_out = c_out * h_out * w_out;
     let not_finite = AtomicBool::new(false);
     let jobs: Vec<(usize, &mut [f32])> = out
@@ -330,17 +387,19 @@ fn run<const N: usize>(
     jobs.into_par_iter().for_each_init(
         || {
             (
-                Scratch::for_overwrite(N * N * c_in * most),
-                Scratch::for_overwrite(N * N * c_out * most),
+                Scratch::for_overwrite(N * N * c_in * most + LANES),
+                Scratch::for_overwrite(N * N * c_out * most + LANES),
             )
         },
         |(v, m), (job, dst)| {
+            let (v, m) = (from_line(v), from_line(m));
             let first = job * images_per_job;
             let tile_rows: Vec<(usize, usize)> = (first..first + dst.len() / image_out)
                 .flat_map(|image| (0..th).map(move |a| (image, a)))
                 .collect();
             for block in tile_rows.chunks(rows_per_block) {
                 let p = block.len() * tw;
+                let plane = p.next_multiple_of(LANES);
                 let units = Unit::plan(block.len(), tw, left, width);
                 let places: Vec<Place> = units
                     .iter()
@@ -356,14 +415,15 @@ fn run<const N: usize>(
                     })
                     .collect();
                 // 1. The input tiles: V[c][ξ][tile], a channel's positions side by side.
-                let nnp = N * N * p;
+                let nnp = N * N * plane;
                 // Channel by channel, so that each plane is read from the top down.
                 for c in 0..c_in {
                     for (unit, place) in units.iter().zip(&places) {
                         let planes = [0, 1].map(|half| {
                             place.inputs[half].map(|(image, _)| (image * c_in + c) * h * width)
                         });
-                        input::<N>(x, planes, unit, place, &mut v[c * nnp + unit.p0..], p);
+                        let dst = &mut v[c * nnp + unit.p0..];
+                        input::<N>(x, planes, unit, &place.inputs, dst, plane);
                     }
                 }
                 // 2. The products, one per tile position ξ:
@@ -373,9 +433,9 @@ fn run<const N: usize>(
                     taps.push(c * nnp, c);
                 }
                 for xi in 0..N * N {
-                    let v = &v[xi * p..(c_in - 1) * nnp + (xi + 1) * p];
+                    let v = &v[xi * plane..(c_in - 1) * nnp + xi * plane + p];
                     let u = &u[xi * c_in * c_out..][..c_in * c_out];
-                    let m = &mut m[xi * p..];
+                    let m = &mut m[xi * plane..];
                     for q0 in (0..p).step_by(LANES * MAX_VECTORS) {
                         let valid = (p - q0).min(LANES * MAX_VECTORS);
                         let vectors = valid.div_ceil(LANES);
@@ -400,7 +460,7 @@ fn run<const N: usize>(
                     for (unit, place) in units.iter().zip(&places) {
                         let finite = output::<N>(
                             &m[o * nnp + unit.p0..],
-                            p,
+                            plane,
                             unit,
                             bias[o],
                             place.outputs(dst, o * h_out * w_out),
@@ -418,6 +478,380 @@ fn run<const N: usize>(
         return None;
     }
     Some(out)
+}
+
+/// Fewest tiles per job of the weight gradient.
+const WEIGHT_JOB_TILES: usize = 256;
+/// Most jobs of the weight gradient. The jobs are fixed by the shapes alone, so that the sums'
+/// order (and the result) does not depend on the thread count; each keeps its own sums.
+const MAX_WEIGHT_JOBS: usize = 8;
+/// Bytes of a weight-gradient block's transformed inputs and gradients, kept in L2.
+const WEIGHT_BLOCK_BYTES: usize = 1 << 20;
+
+/// `∂L/∂w` of the convolution of `x` by `kernel`-sized filters (one group, stride 1, dilation
+/// 1, shapes checked by the caller) whose output gradient is `g`, with `pads = [top, left]`;
+/// `None` where the route does not take the filters (a square kernel in [`KERNELS`], 16
+/// channels or more in and out), without AVX-512, or if a value is not finite.
+///
+/// The transpose of F(2×2, r×r): a tile of `x` meets a 2 × 2 tile of `g` in every tap, and
+/// since `Σ_{i,j} g[i][j]·Y[i][j]` for `Y = Aᵀ [(G w Gᵀ) ⊙ (Bᵀ d B)] A` is
+/// `Σ_{ξ,ν} (A g Aᵀ)[ξ][ν]·(G w Gᵀ)[ξ][ν]·(Bᵀ d B)[ξ][ν]`, the tap sums are
+///
+/// `∂L/∂w[o][c] = Gᵀ Q[o][c] G` with `Q[ξ][ν][o][c] = Σ_tiles (A g_o Aᵀ)[ξ][ν]·(Bᵀ d_c B)[ξ][ν]`,
+///
+/// one matrix product per position `ξ` summed over every tile of the batch.
+pub(super) fn weight_grad(
+    x: ArrayView4<f32>,
+    g: ArrayView4<f32>,
+    [kh, kw]: [usize; 2],
+    pads: [usize; 2],
+) -> Option<Array4<f32>> {
+    let (_, c_in, h, width) = x.dim();
+    let (_, c_out, h_out, w_out) = g.dim();
+    let [top, left] = pads;
+    if !is_available()
+        || kh != kw
+        || !KERNELS.contains(&kh)
+        || c_in < MIN_CHANNELS
+        || c_out < MIN_CHANNELS
+        || !even_taps(kh, top, h, h_out)
+        || !even_taps(kw, left, width, w_out)
+    {
+        return None;
+    }
+    match kh {
+        3 => weight_run::<4>(x, g, pads),
+        5 => weight_run::<6>(x, g, pads),
+        _ => None,
+    }
+}
+
+/// Bytes of a cache line.
+const LINE: usize = 64;
+
+/// `buf` from its first element on a cache line, so that each register of 16 elements at a
+/// multiple of 16 from there is one line (a buffer of the allocator starts 16 bytes past one,
+/// and a load or store across two lines costs two). `buf` must hold `LANES − 1` spare elements.
+fn from_line(buf: &mut [f32]) -> &mut [f32] {
+    let start = buf.as_ptr().align_offset(LINE);
+    &mut buf[start..]
+}
+
+/// Fewest outputs along an axis that every tap of the weight gradient must meet.
+const MIN_TAP_OUTPUTS: usize = 4;
+
+/// Whether every tap `k < taps` along an axis of `len` inputs, `pad` of padding before them and
+/// `out` outputs meets the input at [`MIN_TAP_OUTPUTS`] outputs or more, and at least half as
+/// many as the tap that meets it most. The transforms mix every tap of a tile, so a tap's
+/// rounding error is of the size of the busiest tap's sums: where a tap meets the input at few
+/// outputs (a small image with wide padding), its own sum can be far smaller than that.
+fn even_taps(taps: usize, pad: usize, len: usize, out: usize) -> bool {
+    // Output `i` reads input `i + k − pad` with tap `k`.
+    let meets = |k: usize| (k + out).min(pad + len).saturating_sub(k.max(pad));
+    let (least, most) = (0..taps)
+        .map(meets)
+        .fold((usize::MAX, 0), |(lo, hi), m| (lo.min(m), hi.max(m)));
+    least >= MIN_TAP_OUTPUTS && 2 * least >= most
+}
+
+/// [`weight_grad`] for `N = r + 1`: fixed jobs of tile rows, each summing its blocks' products
+/// into its own `Q`; the jobs' `Q` are added in order and transformed once.
+fn weight_run<const N: usize>(
+    x: ArrayView4<f32>,
+    g: ArrayView4<f32>,
+    [top, left]: [usize; 2],
+) -> Option<Array4<f32>> {
+    let r = N - 1;
+    let (batch, c_in, h, width) = x.dim();
+    let (_, c_out, h_out, w_out) = g.dim();
+    let mut weight = crate::buffers::zeros::<f32, _>((c_out, c_in, r, r));
+    if batch == 0 || h_out * w_out == 0 {
+        return Some(weight);
+    }
+    // Rows are read as slices.
+    let x = x.as_standard_layout();
+    let x = x.as_slice().expect("a standard-layout array is contiguous");
+    let g = g.as_standard_layout();
+    let g = g.as_slice().expect("a standard-layout array is contiguous");
+    // Output channels in the lanes, whole registers of them.
+    let o_pad = c_out.next_multiple_of(LANES);
+    let o_tiles = pieces(o_pad / LANES, MAX_VECTORS);
+    let (th, tw) = (h_out.div_ceil(2), w_out.div_ceil(2));
+    let tile_rows: Vec<(usize, usize)> = (0..batch)
+        .flat_map(|image| (0..th).map(move |a| (image, a)))
+        .collect();
+    let jobs = (tile_rows.len() * tw / WEIGHT_JOB_TILES).clamp(1, MAX_WEIGHT_JOBS);
+    // Even numbers of tile rows, so that rows of 8 tiles or fewer pair up in a register.
+    let rows_per_job = tile_rows.len().div_ceil(jobs).next_multiple_of(2);
+    let rows_per_block = (WEIGHT_BLOCK_BYTES / (N * N * (c_in + o_pad) * 4) / tw)
+        .max(2)
+        .min(rows_per_job)
+        / 2
+        * 2;
+    let most = rows_per_block * tw;
+    // A block's gradient rows, channels last: two output rows per tile row, of `2·tw` columns
+    // (the one past an odd `W_out` stays zero).
+    let dy_row = 2 * tw * o_pad;
+    let q_len = N * N * c_in * o_pad;
+    let mut partials: Vec<(Scratch<f32>, usize)> = tile_rows
+        .par_chunks(rows_per_job)
+        .map_init(
+            || {
+                (
+                    Scratch::for_overwrite(N * N * c_in * most),
+                    Scratch::for_overwrite(N * N * most * o_pad + LANES),
+                    Scratch::full(2 * rows_per_block * dy_row + LANES, 0.0f32),
+                )
+            },
+            |(v, u, dy), rows| {
+                let (u, dy) = (from_line(u), from_line(dy));
+                let mut partial = Scratch::full(q_len + LANES, 0.0f32);
+                let start = partial.as_ptr().align_offset(LINE);
+                let q = &mut partial[start..];
+                for block in rows.chunks(rows_per_block) {
+                    let p = block.len() * tw;
+                    let nnp = N * N * p;
+                    // 1. The input tiles: V[c][ξ][tile], as in the forward.
+                    let units = Unit::plan(block.len(), tw, left, width);
+                    let inputs: Vec<Inputs> = units
+                        .iter()
+                        .map(|unit| Place::inputs(unit, block, [top, h]))
+                        .collect();
+                    for c in 0..c_in {
+                        for (unit, inputs) in units.iter().zip(&inputs) {
+                            let planes = [0, 1].map(|half| {
+                                inputs[half].map(|(image, _)| (image * c_in + c) * h * width)
+                            });
+                            input::<N>(x, planes, unit, inputs, &mut v[c * nnp + unit.p0..], p);
+                        }
+                    }
+                    // 2. The gradient's tiles, channels last: U[ξ][tile][o] = (A g_o Aᵀ)[ξ].
+                    for (k, &(image, a)) in block.iter().enumerate() {
+                        for i in 0..2 {
+                            let dst = &mut dy[(2 * k + i) * dy_row..][..w_out * o_pad];
+                            let row = 2 * a + i;
+                            if row >= h_out {
+                                dst.fill(0.0);
+                                continue;
+                            }
+                            let first = image * c_out * h_out * w_out + row * w_out;
+                            channels_last(g, first, [c_out, h_out * w_out], w_out, dst, o_pad);
+                        }
+                        for b in 0..tw {
+                            gradient::<N>(
+                                &dy[2 * k * dy_row + 2 * b * o_pad..],
+                                dy_row,
+                                o_pad,
+                                &mut u[(k * tw + b) * o_pad..],
+                                p * o_pad,
+                            );
+                        }
+                    }
+                    // 3. The products: Q[ξ][c][o] += Σ_tiles V[c][ξ][tile]·U[ξ][tile][o].
+                    for xi in 0..N * N {
+                        for &(v0, vectors) in &o_tiles {
+                            for (c0, mr) in pieces(c_in, max_channels(vectors)) {
+                                ProductJob {
+                                    v: &v[c0 * nnp + xi * p..],
+                                    v_stride: nnp,
+                                    u: &u[xi * p * o_pad + v0 * LANES..],
+                                    u_stride: o_pad,
+                                    tiles: p,
+                                    q: &mut q[(xi * c_in + c0) * o_pad + v0 * LANES..],
+                                    q_stride: o_pad,
+                                    vectors,
+                                    mr,
+                                }
+                                .run();
+                            }
+                        }
+                    }
+                }
+                (partial, start)
+            },
+        )
+        .collect();
+    // Σ over the jobs in order, then ∂L/∂w[o][c] = Gᵀ Q[o][c] G, in f64 and rounded once.
+    let (first, rest) = partials.split_first_mut().expect("one job or more");
+    let total = &mut first.0[first.1..][..q_len];
+    total
+        .par_chunks_mut(LANES * LANES)
+        .enumerate()
+        .for_each(|(i, chunk)| {
+            for (part, start) in rest.iter() {
+                let part = &part[start + i * LANES * LANES..][..chunk.len()];
+                for (t, &v) in chunk.iter_mut().zip(part) {
+                    *t += v;
+                }
+            }
+        });
+    let total = &*total;
+    let m = const { matrices::<N>() };
+    let per_channel: Vec<Vec<f32>> = (0..c_in)
+        .into_par_iter()
+        .map(|c| {
+            let mut sums = vec![0.0f64; N * N * c_out];
+            for (xi, sum) in sums.chunks_exact_mut(c_out).enumerate() {
+                let part = &total[(xi * c_in + c) * o_pad..][..c_out];
+                for (s, &v) in sum.iter_mut().zip(part) {
+                    *s = v as f64;
+                }
+            }
+            // H[ξ][l] = Σ_ν Q[ξ][ν] G[ν][l], then ∂L/∂w[k][l] = Σ_ξ G[ξ][k] H[ξ][l], `o` last.
+            let mut half = vec![0.0f64; N * r * c_out];
+            for xi in 0..N {
+                for l in 0..r {
+                    let dst = &mut half[(xi * r + l) * c_out..][..c_out];
+                    for nu in 0..N {
+                        let coefficient = m.g[nu][l];
+                        if coefficient != 0.0 {
+                            let src = &sums[(xi * N + nu) * c_out..][..c_out];
+                            for (d, &s) in dst.iter_mut().zip(src) {
+                                *d += coefficient * s;
+                            }
+                        }
+                    }
+                }
+            }
+            let mut taps = vec![0.0f64; r * r * c_out];
+            for k in 0..r {
+                for xi in 0..N {
+                    let coefficient = m.g[xi][k];
+                    if coefficient == 0.0 {
+                        continue;
+                    }
+                    for l in 0..r {
+                        let dst = &mut taps[(k * r + l) * c_out..][..c_out];
+                        let src = &half[(xi * r + l) * c_out..][..c_out];
+                        for (d, &s) in dst.iter_mut().zip(src) {
+                            *d += coefficient * s;
+                        }
+                    }
+                }
+            }
+            taps.into_iter().map(|t| t as f32).collect()
+        })
+        .collect();
+    for ((o, c, k, l), d) in weight.indexed_iter_mut() {
+        *d = per_channel[c][(k * r + l) * c_out + o];
+    }
+    if weight.iter().all(|v| v.is_finite()) {
+        Some(weight)
+    } else {
+        crate::buffers::recycle(weight);
+        None
+    }
+}
+
+/// One row of `C` channels of `g` to channels last: `dst[j·o_pad + o] = g[first + o·plane + j]`
+/// for `o < C` and `j < W_out`, where `[C, plane] = channels`; 16 channels × 16 columns are
+/// transposed at a time in registers. The lanes `o ≥ C` of each column written are zero.
+fn channels_last(
+    g: &[f32],
+    first: usize,
+    [c, plane]: [usize; 2],
+    w_out: usize,
+    dst: &mut [f32],
+    o_pad: usize,
+) {
+    assert!(c > 0 && c <= o_pad && w_out > 0 && w_out <= plane);
+    assert!(first + (c - 1) * plane + w_out <= g.len() && (w_out - 1) * o_pad + o_pad <= dst.len());
+    for o0 in (0..c).step_by(LANES) {
+        for j0 in (0..w_out).step_by(LANES) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                assert!(is_available());
+                let job = avx512::ChannelsLast {
+                    src: g[first + o0 * plane + j0..].as_ptr(),
+                    channel: plane,
+                    channels: (c - o0).min(LANES),
+                    cols: (w_out - j0).min(LANES),
+                    dst: dst[j0 * o_pad + o0..].as_mut_ptr(),
+                    col: o_pad,
+                };
+                // SAFETY: AVX-512F was detected; the kernel reads `cols` elements of each of
+                // `channels` rows of `plane` from `first + o0·plane + j0`, inside `g`, and
+                // writes 16 elements of each of `cols` columns of `o_pad` from
+                // `j0·o_pad + o0`, inside `dst` (`o0 + 16 ≤ o_pad`; asserted above).
+                unsafe { avx512::channels_last(&job) }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("the Winograd route runs only where is_available() holds");
+        }
+    }
+}
+
+/// `dst[(ξ·N + ν)·plane + o] = Σ_{i,j} Aᵀ[i][ξ]·dy[i][j]·Aᵀ[j][ν]` for the `o_pad` channels of
+/// one tile of the output gradient, `dy[i][j][o] = src[i·row + j·o_pad + o]`.
+fn gradient<const N: usize>(src: &[f32], row: usize, o_pad: usize, dst: &mut [f32], plane: usize) {
+    assert!(o_pad.is_multiple_of(LANES) && o_pad > 0 && N <= MAX_N);
+    assert!(row + 2 * o_pad <= src.len() && (N * N - 1) * plane + o_pad <= dst.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert!(is_available());
+        let job = avx512::Gradient {
+            src: src.as_ptr(),
+            row,
+            vectors: o_pad / LANES,
+            col: o_pad,
+            dst: dst.as_mut_ptr(),
+            plane,
+        };
+        // SAFETY: AVX-512F was detected; the kernel reads `o_pad` elements at `i·row + j·o_pad`
+        // for `i, j < 2`, inside `src`, and writes `o_pad` at `ξ·plane` for `ξ < N²`, inside
+        // `dst` (asserted above).
+        unsafe { avx512::gradient::<N>(&job) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("the Winograd route runs only where is_available() holds");
+}
+
+/// One product tile of the weight gradient: `mr` input channels × `16·vectors` output
+/// channels, `q[m·q_stride + o] += Σ_{t < tiles} v[m·v_stride + t]·u[t·u_stride + o]`.
+struct ProductJob<'a> {
+    v: &'a [f32],
+    v_stride: usize,
+    u: &'a [f32],
+    u_stride: usize,
+    tiles: usize,
+    q: &'a mut [f32],
+    q_stride: usize,
+    vectors: usize,
+    mr: usize,
+}
+
+impl ProductJob<'_> {
+    /// Add the tile into `q`. Panics if a read or write would leave the slices (a bug in the
+    /// caller, not bad input).
+    fn run(self) {
+        let width = self.vectors * LANES;
+        assert!(
+            (1..=MAX_VECTORS).contains(&self.vectors)
+                && (1..=max_channels(self.vectors)).contains(&self.mr)
+                && self.tiles > 0
+        );
+        assert!((self.mr - 1) * self.v_stride + self.tiles <= self.v.len());
+        assert!((self.tiles - 1) * self.u_stride + width <= self.u.len());
+        assert!((self.mr - 1) * self.q_stride + width <= self.q.len());
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert!(is_available());
+            let job = avx512::Products {
+                v: self.v.as_ptr(),
+                v_stride: self.v_stride,
+                u: self.u.as_ptr(),
+                u_stride: self.u_stride,
+                tiles: self.tiles,
+                q: self.q.as_mut_ptr(),
+                q_stride: self.q_stride,
+            };
+            // SAFETY: AVX-512F was detected; the assertions above bound every element read from
+            // `v` and `u` and written to `q`, and `mr`, `vectors` are instantiated.
+            unsafe { product_shapes!(&job, self.vectors, self.mr) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("the Winograd route runs only where is_available() holds");
+    }
 }
 
 /// Zero biases for the products' row tiles.
@@ -516,12 +950,15 @@ impl Unit {
     }
 }
 
+/// For each half of a unit, its image and the input row each patch row reads.
+type Inputs = [Option<(usize, [Option<usize>; MAX_N])>; 2];
+
 /// Where a unit's tiles lie in a block: for each half, the image and the input row each patch row
 /// reads (`None` in the padding), and the output rows it writes, `(slot, start, len)` with
 /// `slot = 2·half + row` and `start` the first element in the job's outputs for channel 0, in
 /// the order they lie there.
 struct Place {
-    inputs: [Option<(usize, [Option<usize>; MAX_N])>; 2],
+    inputs: Inputs,
     outputs: [(usize, usize, usize); 4],
     count: usize,
 }
@@ -535,12 +972,7 @@ impl Place {
         job_start: usize,
         image_out: usize,
     ) -> Place {
-        let inputs = [0, 1].map(|half| {
-            let (k, _, _) = unit.half(half)?;
-            let (image, a) = block[k];
-            let rows = std::array::from_fn(|u| (2 * a + u).checked_sub(top).filter(|&i| i < h));
-            Some((image, rows))
-        });
+        let inputs = Place::inputs(unit, block, [top, h]);
         let mut outputs = [(0, 0, 0); 4];
         let mut count = 0;
         for slot in 0..4 {
@@ -563,6 +995,17 @@ impl Place {
         }
     }
 
+    /// For each half of `unit`, its image and the input row each patch row reads (`None` in the
+    /// padding).
+    fn inputs(unit: &Unit, block: &[(usize, usize)], [top, h]: [usize; 2]) -> Inputs {
+        [0, 1].map(|half| {
+            let (k, _, _) = unit.half(half)?;
+            let (image, a) = block[k];
+            let rows = std::array::from_fn(|u| (2 * a + u).checked_sub(top).filter(|&i| i < h));
+            Some((image, rows))
+        })
+    }
+
     /// The output rows of channel `shift / (H_out·W_out)` in `dst`, `[half][row]`.
     fn outputs<'a>(&self, mut dst: &'a mut [f32], shift: usize) -> [[Option<&'a mut [f32]>; 2]; 2] {
         let mut rows: [[Option<&mut [f32]>; 2]; 2] = Default::default();
@@ -578,14 +1021,14 @@ impl Place {
     }
 }
 
-/// Transform the tiles of `unit` for one channel: half `h` reads the rows `place` gives of the
+/// Transform the tiles of `unit` for one channel: half `h` reads the rows `inputs` gives of the
 /// plane of `x` that starts at `planes[h]` (rows of the unit's `width`). Writes `V[ξ][t]` to
 /// `dst[ξ·plane + t]` for the unit's `count` tiles.
 fn input<const N: usize>(
     x: &[f32],
     planes: [Option<usize>; 2],
     unit: &Unit,
-    place: &Place,
+    inputs: &Inputs,
     dst: &mut [f32],
     plane: usize,
 ) {
@@ -593,7 +1036,7 @@ fn input<const N: usize>(
     assert!((1..=LANES).contains(&count) && (1..=LANES / 2).contains(&unit.half) && N <= MAX_N);
     assert!((N * N - 1) * plane + count <= dst.len());
     let mut rows = [[std::ptr::null(); MAX_N]; 2];
-    for (half, (start, source)) in planes.iter().zip(&place.inputs).enumerate() {
+    for (half, (start, source)) in planes.iter().zip(inputs).enumerate() {
         let (Some(start), Some((_, lines))) = (start, source) else {
             continue;
         };
@@ -674,6 +1117,7 @@ fn output<const N: usize>(
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
+    use super::super::direct::avx512::transpose;
     use super::{LANES, MAX_N, matrices};
     use std::arch::x86_64::*;
 
@@ -838,6 +1282,139 @@ mod avx512 {
             }
         }
         finite
+    }
+
+    /// An output-gradient transform's pointers (see [`super::gradient`]).
+    pub(super) struct Gradient {
+        pub src: *const f32,
+        pub row: usize,
+        pub col: usize,
+        pub vectors: usize,
+        pub dst: *mut f32,
+        pub plane: usize,
+    }
+
+    /// `dst[(ξ·N + ν)·plane + o] = Σ_{i,j} Aᵀ[i][ξ]·dy[i][j][o]·Aᵀ[j][ν]` for `o < 16·vectors`,
+    /// with `dy[i][j][o] = src[i·row + j·col + o]`.
+    ///
+    /// # Safety
+    /// The processor must have AVX-512F; `src` must hold `row + col + 16·vectors` elements and
+    /// `dst` `(N² − 1)·plane + 16·vectors`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn gradient<const N: usize>(t: &Gradient) {
+        let m = const { matrices::<N>() };
+        for k in 0..t.vectors {
+            // SAFETY: the loads read 16 elements at `i·row + j·col + 16k < row + col + 16·vectors`
+            // and the stores write 16 at `ξ·plane + 16k`, inside the slices (the caller's bounds).
+            unsafe {
+                let d: [[__m512; 2]; 2] = std::array::from_fn(|i| {
+                    std::array::from_fn(|j| {
+                        _mm512_loadu_ps(t.src.add(i * t.row + j * t.col + k * LANES))
+                    })
+                });
+                // s[ξ][j] = Σ_i Aᵀ[i][ξ]·dy[i][j].
+                let mut s = [[_mm512_setzero_ps(); 2]; N];
+                for (xi, s_xi) in s.iter_mut().enumerate() {
+                    for (j, s_xj) in s_xi.iter_mut().enumerate() {
+                        for (i, d_i) in d.iter().enumerate() {
+                            let c = m.a_t[i][xi] as f32;
+                            if c != 0.0 {
+                                *s_xj = _mm512_fmadd_ps(_mm512_set1_ps(c), d_i[j], *s_xj);
+                            }
+                        }
+                    }
+                }
+                for (xi, s_xi) in s.iter().enumerate() {
+                    for nu in 0..N {
+                        let mut acc = _mm512_setzero_ps();
+                        for (j, &s_xj) in s_xi.iter().enumerate() {
+                            let c = m.a_t[j][nu] as f32;
+                            if c != 0.0 {
+                                acc = _mm512_fmadd_ps(_mm512_set1_ps(c), s_xj, acc);
+                            }
+                        }
+                        _mm512_storeu_ps(t.dst.add((xi * N + nu) * t.plane + k * LANES), acc);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A transposition's pointers (see [`super::channels_last`]).
+    pub(super) struct ChannelsLast {
+        pub src: *const f32,
+        pub channel: usize,
+        pub channels: usize,
+        pub cols: usize,
+        pub dst: *mut f32,
+        pub col: usize,
+    }
+
+    /// `dst[j·col + o] = src[o·channel + j]` for `j < cols` and `o < 16`, zero for
+    /// `o ≥ channels`.
+    ///
+    /// # Safety
+    /// The processor must have AVX-512F; `src` must hold `(channels − 1)·channel + cols`
+    /// elements and `dst` `(cols − 1)·col + 16`; `1 ≤ cols ≤ 16`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn channels_last(t: &ChannelsLast) {
+        let lanes = ((1u32 << t.cols) - 1) as __mmask16;
+        // SAFETY: the loads are masked to `cols` elements of each of the first `channels` rows,
+        // the stores write 16 elements at each of the first `cols` columns.
+        unsafe {
+            let rows: [__m512; LANES] = std::array::from_fn(|o| {
+                if o < t.channels {
+                    _mm512_maskz_loadu_ps(lanes, t.src.add(o * t.channel))
+                } else {
+                    _mm512_setzero_ps()
+                }
+            });
+            for (j, &column) in transpose(&rows).iter().enumerate().take(t.cols) {
+                _mm512_storeu_ps(t.dst.add(j * t.col), column);
+            }
+        }
+    }
+
+    /// A weight-gradient product tile's pointers (see [`super::ProductJob`]).
+    pub(super) struct Products {
+        pub v: *const f32,
+        pub v_stride: usize,
+        pub u: *const f32,
+        pub u_stride: usize,
+        pub tiles: usize,
+        pub q: *mut f32,
+        pub q_stride: usize,
+    }
+
+    /// `q[m·q_stride + 16k + l] += Σ_{s < tiles} v[m·v_stride + s]·u[s·u_stride + 16k + l]` for
+    /// `m < MR`, `k < V`, `l < 16`: the sums stay in registers over all the tiles.
+    ///
+    /// # Safety
+    /// The processor must have AVX-512F; `v` must hold `(MR − 1)·v_stride + tiles` elements, `u`
+    /// `(tiles − 1)·u_stride + 16·V` and `q` `(MR − 1)·q_stride + 16·V`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn products<const MR: usize, const V: usize>(t: &Products) {
+        // SAFETY: every access is inside the bounds the caller guarantees.
+        unsafe {
+            let mut acc: [[__m512; V]; MR] = std::array::from_fn(|m| {
+                std::array::from_fn(|k| _mm512_loadu_ps(t.q.add(m * t.q_stride + k * LANES)))
+            });
+            for s in 0..t.tiles {
+                let u: [__m512; V] =
+                    std::array::from_fn(|k| _mm512_loadu_ps(t.u.add(s * t.u_stride + k * LANES)));
+                for (m, acc_m) in acc.iter_mut().enumerate() {
+                    let b = _mm512_set1_ps(*t.v.add(m * t.v_stride + s));
+                    for (a, &u_k) in acc_m.iter_mut().zip(&u) {
+                        *a = _mm512_fmadd_ps(b, u_k, *a);
+                    }
+                }
+            }
+            for (m, acc_m) in acc.iter().enumerate() {
+                for (k, &a) in acc_m.iter().enumerate() {
+                    _mm512_storeu_ps(t.q.add(m * t.q_stride + k * LANES), a);
+                }
+            }
+        }
     }
 }
 
