@@ -257,11 +257,11 @@ pub fn conv2d<T: Scalar>(
 }
 
 /// `∂L/∂w` of [`conv2d`] for the output gradient `grad_out`, by the transpose of F(2×2, r×r)
-/// (see [`weight_grad`]), or `Ok(None)` where it does not apply (no AVX-512, not `f32`, not one
-/// group at stride 1 and dilation 1, not a square kernel in [`KERNELS`] with 16 channels or
-/// more in and out, a tap that meets the input at fewer than 4 outputs along an axis or at
-/// fewer than half as many as another tap) or when a value is not finite. Only the shape of
-/// `w` is read. Shapes are checked first.
+/// (the module's introduction gives the formula), or `Ok(None)` where it does not apply (no
+/// AVX-512, not `f32`, not one group at stride 1 and dilation 1, not a square kernel in
+/// [`KERNELS`] with 16 channels or more in and out, a tap that meets the input at fewer than 4
+/// outputs along an axis or at fewer than half as many as another tap) or when a value is not
+/// finite. Only the shape of `w` is read. Shapes are checked first.
 pub fn conv2d_weight_grad<T: Scalar>(
     x: ArrayView4<T>,
     w: ArrayView4<T>,
@@ -302,43 +302,42 @@ pub(super) fn forward(
     }
 }
 
-/// `U[ξ] = (G g_{o,c} Gᵀ)[ξ]`, rounded from `f64`, for each position `ξ` in runs of output
-/// channels `tiles`, each run `(o₀, mr)` channel by channel: `U[ξ][o₀][c][o − o₀]`, so that a
-/// product tile reads its weights in order.
-fn transform_weights<const N: usize>(w: ArrayView4<f32>, tiles: &[(usize, usize)]) -> Scratch<f32> {
-    let m = const { matrices::<N>() };
+/// `U[ξ][c][o] = (G g_{o,c} Gᵀ)[ξ]`, computed in `f64` and rounded once: output channels
+/// side by side, so that a product tile reads the weights of its run of channels for each input
+/// channel in order. Sixteen filters at a time, their taps transposed in registers.
+fn transform_weights<const N: usize>(w: ArrayView4<f32>) -> Scratch<f32> {
     let (c_out, c_in, _, _) = w.dim();
-    // The filter's taps are read as one slice; `r = N − 1` is known when the code is generated,
-    // so the loops below unroll and skip the zeros of `G`.
+    let r = N - 1;
+    assert!(r * r <= 2 * LANES);
+    // The filters' taps are read as one slice.
     let w = w.as_standard_layout();
     let w = w.as_slice().expect("a standard-layout array is contiguous");
-    let r = N - 1;
-    let mut u = Scratch::for_overwrite(N * N * c_in * c_out);
-    for &(o0, mr) in tiles {
-        for (o, c) in (o0..o0 + mr).flat_map(|o| (0..c_in).map(move |c| (o, c))) {
-            let filter = &w[(o * c_in + c) * r * r..][..r * r];
-            // `G g`, then `(G g) Gᵀ`.
-            let mut half = [[0.0f64; N]; N];
-            for (xi, row) in half.iter_mut().enumerate() {
-                for (l, v) in row.iter_mut().enumerate().take(r) {
-                    for k in 0..r {
-                        if m.g[xi][k] != 0.0 {
-                            *v += m.g[xi][k] * filter[k * r + l] as f64;
-                        }
-                    }
-                }
+    let plane = c_in * c_out;
+    let mut u = Scratch::for_overwrite(N * N * plane);
+    for c in 0..c_in {
+        for o0 in (0..c_out).step_by(LANES) {
+            let count = (c_out - o0).min(LANES);
+            let first = (o0 * c_in + c) * r * r;
+            assert!(first + (count - 1) * c_in * r * r + r * r <= w.len());
+            let dst = &mut u[c * c_out + o0..];
+            assert!((N * N - 1) * plane + count <= dst.len());
+            #[cfg(target_arch = "x86_64")]
+            {
+                assert!(is_available());
+                let job = avx512::Filters {
+                    w: w[first..].as_ptr(),
+                    filter: c_in * r * r,
+                    count,
+                    u: dst.as_mut_ptr(),
+                    plane,
+                };
+                // SAFETY: AVX-512F was detected; the kernel reads the `r²` taps of `count`
+                // filters `c_in·r²` apart from `first`, inside `w`, and writes `count` elements
+                // at `ξ·plane` for `ξ < N²`, inside `dst` (asserted above).
+                unsafe { avx512::filters::<N>(&job) }
             }
-            for (xi, row) in half.iter().enumerate() {
-                for nu in 0..N {
-                    let mut v = 0.0;
-                    for (&h, &g) in row.iter().zip(&m.g[nu]).take(r) {
-                        if g != 0.0 {
-                            v += h * g;
-                        }
-                    }
-                    u[(xi * N + nu) * c_in * c_out + o0 * c_in + c * mr + o - o0] = v as f32;
-                }
-            }
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("the Winograd route runs only where is_available() holds");
         }
     }
     u
@@ -363,7 +362,7 @@ fn run<const N: usize>(
     let x = x.as_standard_layout();
     let x = x.as_slice().expect("a standard-layout array is contiguous");
     let tiles = pieces(c_out, CHANNEL_TILE);
-    let u = transform_weights::<N>(w, &tiles);
+    let u = transform_weights::<N>(w);
     let bias: Vec<f32> = b.map_or_else(|| vec![0.0; c_out], |b| b.to_vec());
     let (th, tw) = (h_out.div_ceil(2), w_out.div_ceil(2));
     let threads = rayon::current_num_threads();
@@ -416,15 +415,13 @@ fn run<const N: usize>(
                     .collect();
                 // 1. The input tiles: V[c][ξ][tile], a channel's positions side by side.
                 let nnp = N * N * plane;
-                // Channel by channel, so that each plane is read from the top down.
-                for c in 0..c_in {
-                    for (unit, place) in units.iter().zip(&places) {
-                        let planes = [0, 1].map(|half| {
-                            place.inputs[half].map(|(image, _)| (image * c_in + c) * h * width)
-                        });
-                        let dst = &mut v[c * nnp + unit.p0..];
-                        input::<N>(x, planes, unit, &place.inputs, dst, plane);
-                    }
+                for (unit, place) in units.iter().zip(&places) {
+                    let planes = place
+                        .inputs
+                        .map(|half| half.map(|(image, _)| image * c_in * h * width));
+                    let channels = [c_in, h * width, nnp];
+                    let dst = &mut v[unit.p0..];
+                    input::<N>(x, planes, unit, &place.inputs, channels, dst, plane);
                 }
                 // 2. The products, one per tile position ξ:
                 // M[o][ξ][tile] = Σ_c U[ξ][c][o]·V[c][ξ][tile].
@@ -434,6 +431,7 @@ fn run<const N: usize>(
                 }
                 for xi in 0..N * N {
                     let v = &v[xi * plane..(c_in - 1) * nnp + xi * plane + p];
+
                     let u = &u[xi * c_in * c_out..][..c_in * c_out];
                     let m = &mut m[xi * plane..];
                     for q0 in (0..p).step_by(LANES * MAX_VECTORS) {
@@ -444,8 +442,8 @@ fn run<const N: usize>(
                                 x: v,
                                 start: q0,
                                 taps: &taps,
-                                weights: &u[o0 * c_in..],
-                                tap_stride: mr,
+                                weights: &u[o0..],
+                                tap_stride: c_out,
                                 bias: &ZEROS[..mr],
                                 vectors,
                                 mr,
@@ -456,18 +454,11 @@ fn run<const N: usize>(
                     }
                 }
                 // 3. The outputs: Y = Aᵀ M A + b, two rows of each channel per tile row.
-                for o in 0..c_out {
-                    for (unit, place) in units.iter().zip(&places) {
-                        let finite = output::<N>(
-                            &m[o * nnp + unit.p0..],
-                            plane,
-                            unit,
-                            bias[o],
-                            place.outputs(dst, o * h_out * w_out),
-                        );
-                        if !finite {
-                            not_finite.store(true, Ordering::Relaxed);
-                        }
+                for (unit, place) in units.iter().zip(&places) {
+                    let channels = [c_out, nnp, h_out * w_out];
+                    let src = &m[unit.p0..];
+                    if !output::<N>(src, plane, unit, &bias, channels, place, dst) {
+                        not_finite.store(true, Ordering::Relaxed);
                     }
                 }
             }
@@ -617,13 +608,11 @@ fn weight_run<const N: usize>(
                         .iter()
                         .map(|unit| Place::inputs(unit, block, [top, h]))
                         .collect();
-                    for c in 0..c_in {
-                        for (unit, inputs) in units.iter().zip(&inputs) {
-                            let planes = [0, 1].map(|half| {
-                                inputs[half].map(|(image, _)| (image * c_in + c) * h * width)
-                            });
-                            input::<N>(x, planes, unit, inputs, &mut v[c * nnp + unit.p0..], p);
-                        }
+                    for (unit, inputs) in units.iter().zip(&inputs) {
+                        let planes =
+                            inputs.map(|half| half.map(|(image, _)| image * c_in * h * width));
+                        let channels = [c_in, h * width, nnp];
+                        input::<N>(x, planes, unit, inputs, channels, &mut v[unit.p0..], p);
                     }
                     // 2. The gradient's tiles, channels last: U[ξ][tile][o] = (A g_o Aᵀ)[ξ].
                     for (k, &(image, a)) in block.iter().enumerate() {
@@ -1005,36 +994,30 @@ impl Place {
             Some((image, rows))
         })
     }
-
-    /// The output rows of channel `shift / (H_out·W_out)` in `dst`, `[half][row]`.
-    fn outputs<'a>(&self, mut dst: &'a mut [f32], shift: usize) -> [[Option<&'a mut [f32]>; 2]; 2] {
-        let mut rows: [[Option<&mut [f32]>; 2]; 2] = Default::default();
-        let mut at = 0;
-        for &(slot, start, len) in &self.outputs[..self.count] {
-            let (_, tail) = std::mem::take(&mut dst).split_at_mut(start + shift - at);
-            let (piece, tail) = tail.split_at_mut(len);
-            rows[slot / 2][slot % 2] = Some(piece);
-            dst = tail;
-            at = start + shift + len;
-        }
-        rows
-    }
 }
 
-/// Transform the tiles of `unit` for one channel: half `h` reads the rows `inputs` gives of the
-/// plane of `x` that starts at `planes[h]` (rows of the unit's `width`). Writes `V[ξ][t]` to
-/// `dst[ξ·plane + t]` for the unit's `count` tiles.
+/// Strides between the channels of a transform: `[channels, source, destination]`.
+type Channels = [usize; 3];
+
+/// Transform the tiles of `unit` for `channels` channels (`[channels, source, destination]`):
+/// for channel `c`, half `h` reads the rows `inputs` gives of the plane of `x` that starts at
+/// `planes[h] + c·source` (rows of the unit's `width`), and `V[ξ][t]` goes to
+/// `dst[c·destination + ξ·plane + t]` for the unit's `count` tiles.
 fn input<const N: usize>(
     x: &[f32],
     planes: [Option<usize>; 2],
     unit: &Unit,
     inputs: &Inputs,
+    [channels, source, destination]: Channels,
     dst: &mut [f32],
     plane: usize,
 ) {
     let count = unit.count;
     assert!((1..=LANES).contains(&count) && (1..=LANES / 2).contains(&unit.half) && N <= MAX_N);
-    assert!((N * N - 1) * plane + count <= dst.len());
+    assert!(
+        channels > 0 && (channels - 1) * destination + (N * N - 1) * plane + count <= dst.len()
+    );
+    let last = (channels - 1) * source;
     let mut rows = [[std::ptr::null(); MAX_N]; 2];
     for (half, (start, source)) in planes.iter().zip(inputs).enumerate() {
         let (Some(start), Some((_, lines))) = (start, source) else {
@@ -1042,7 +1025,9 @@ fn input<const N: usize>(
         };
         for (u, line) in lines.iter().enumerate().take(N) {
             if let Some(line) = line {
-                rows[half][u] = x[start + line * unit.width..][..unit.width].as_ptr();
+                let at = start + line * unit.width;
+                assert!(at + last + unit.width <= x.len());
+                rows[half][u] = x[at..].as_ptr();
             }
         }
     }
@@ -1055,39 +1040,49 @@ fn input<const N: usize>(
             masks: unit.masks,
             half: unit.half,
             count,
+            channels,
+            source,
             dst: dst.as_mut_ptr(),
+            destination,
             plane,
         };
-        // SAFETY: AVX-512F was detected; the kernel reads only the lanes `Unit::new` keeps in
-        // each half's rows (inside their `width` elements, which every row has: they are
-        // slices of `x`), and writes
-        // `count` elements at `ξ·plane` for `ξ < N²`, inside `dst` (asserted above).
+        // SAFETY: AVX-512F was detected; for each channel the kernel reads only the lanes
+        // `Unit::new` keeps in each half's rows (inside their `width` elements, which every
+        // row of every channel has in `x`: asserted above for the last), and writes `count`
+        // elements at `c·destination + ξ·plane` for `ξ < N²`, inside `dst` (asserted above).
         unsafe { avx512::input::<N>(&job) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("the Winograd route runs only where is_available() holds");
 }
 
-/// Transform the tiles of `unit` for one output channel back: `src[ξ·plane + t]` holds
-/// `M[ξ][t]`; writes `Y + bias` to `rows[h][i]`, output row `i` of the tiles of half `h` from
-/// their first column (`None` past the output; a row holds the columns to write, at most two per
-/// tile). Whether every output written is finite.
+/// Transform the tiles of `unit` back for `channels` output channels (`[channels, source,
+/// destination]`): `src[c·source + ξ·plane + t]` holds `M[ξ][t]` of channel `c`; writes
+/// `Y + bias[c]` to the output rows `place` gives in `dst` for channel 0, `c·destination`
+/// further on for channel `c`. Whether every output written is finite.
 fn output<const N: usize>(
     src: &[f32],
     plane: usize,
     unit: &Unit,
-    bias: f32,
-    mut rows: [[Option<&mut [f32]>; 2]; 2],
+    bias: &[f32],
+    [channels, source, destination]: Channels,
+    place: &Place,
+    dst: &mut [f32],
 ) -> bool {
     let (count, half) = (unit.count, unit.half);
     assert!((1..=LANES).contains(&count) && (1..=LANES / 2).contains(&half) && N <= MAX_N);
-    assert!((N * N - 1) * plane + count <= src.len());
-    let cols = [0, 1].map(|h| {
+    assert!(channels > 0 && channels <= bias.len());
+    assert!((channels - 1) * source + (N * N - 1) * plane + count <= src.len());
+    let mut cols = [0; 2];
+    let mut rows = [[std::ptr::null_mut(); 2]; 2];
+    for &(slot, start, len) in &place.outputs[..place.count] {
+        let (h, i) = (slot / 2, slot % 2);
         let tiles = unit.half(h).map_or(0, |(_, _, tiles)| tiles);
-        let len = rows[h].iter().flatten().map(|r| r.len()).max().unwrap_or(0);
-        assert!(len <= 2 * tiles && rows[h].iter().flatten().all(|r| r.len() == len));
-        len
-    });
+        assert!(len <= 2 * tiles && (cols[h] == 0 || cols[h] == len));
+        assert!(start + (channels - 1) * destination + len <= dst.len());
+        cols[h] = len;
+        rows[h][i] = dst[start..].as_mut_ptr();
+    }
     #[cfg(target_arch = "x86_64")]
     {
         assert!(is_available());
@@ -1096,19 +1091,17 @@ fn output<const N: usize>(
             plane,
             count,
             half,
-            bias,
-            rows: [0, 1].map(|h| {
-                [0, 1].map(|i| {
-                    rows[h][i]
-                        .as_deref_mut()
-                        .map_or(std::ptr::null_mut(), <[f32]>::as_mut_ptr)
-                })
-            }),
+            bias: bias.as_ptr(),
+            channels,
+            source,
+            rows,
+            destination,
             cols,
         };
-        // SAFETY: AVX-512F was detected; the kernel reads `count` elements at `ξ·plane` for
-        // `ξ < N²`, inside `src` (asserted above), and writes the first `cols[h]` elements of
-        // each row of half `h` that is not null (each row holds `cols[h]`).
+        // SAFETY: AVX-512F was detected; for each channel `c` the kernel reads `count` elements
+        // at `c·source + ξ·plane` for `ξ < N²`, inside `src`, reads `bias[c]`, and writes the
+        // first `cols[h]` elements of each row of half `h` that is not null, `c·destination`
+        // past its channel-0 start, inside `dst` (all asserted above).
         unsafe { avx512::output::<N>(&job) }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -1142,65 +1135,75 @@ mod avx512 {
         pub masks: [[u16; 2]; MAX_N],
         pub half: usize,
         pub count: usize,
+        pub channels: usize,
+        pub source: usize,
         pub dst: *mut f32,
+        pub destination: usize,
         pub plane: usize,
     }
 
-    /// `V[ξ][ν][t] = Σ_{u,v} Bᵀ[ξ][u] d_t[u][v] Bᵀ[ν][v]` for 16 tiles `t`, where for the tiles
-    /// `t` of half `h` (lanes `h·half..`) `d_t[u][v] = rows[h][u][col[h] + 2(t − h·half) + v]`
-    /// (zero where `masks[v][h]` leaves the lane out and for null rows), stored to
-    /// `dst[(ξ·N + ν)·plane + t]` for `t < count`. The constant matrices' zeros are skipped
-    /// when the code is generated.
+    /// For each channel `c < channels`: `V[ξ][ν][t] = Σ_{u,v} Bᵀ[ξ][u] d_t[u][v] Bᵀ[ν][v]` for
+    /// 16 tiles `t`, where for the tiles `t` of half `h` (lanes `h·half..`)
+    /// `d_t[u][v] = rows[h][u][c·source + col[h] + 2(t − h·half) + v]` (zero where
+    /// `masks[v][h]` leaves the lane out and for null rows), stored to
+    /// `dst[c·destination + (ξ·N + ν)·plane + t]` for `t < count`. The constant matrices' zeros
+    /// are skipped when the code is generated.
     ///
     /// # Safety
-    /// The processor must have AVX-512F; every lane `masks` keeps must lie in its row when the
-    /// row is not null, and `dst` must hold `(N² − 1)·plane + count`.
+    /// The processor must have AVX-512F; for every channel, every lane `masks` keeps must lie
+    /// in its row when the row is not null, and `dst` must hold
+    /// `(channels − 1)·destination + (N² − 1)·plane + count`.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn input<const N: usize>(t: &Input) {
         let m = const { matrices::<N>() };
         let evens = evens(t.half);
-        let mut e = [[_mm512_setzero_ps(); N]; N];
-        // SAFETY: the loads are masked to the lanes `masks` keeps (the masked-off lanes are not
-        // read, and their addresses are only computed), the stores to `count` elements of each
-        // of the `N²` planes of `dst`.
-        unsafe {
-            for (u, e_u) in e.iter_mut().enumerate() {
-                let rows = [t.rows[0][u], t.rows[1][u]];
-                if rows.iter().all(|r| r.is_null()) {
-                    continue;
-                }
-                let mut d = [_mm512_setzero_ps(); N];
-                for (v, d_v) in d.iter_mut().enumerate() {
-                    let [a, b] = [0, 1].map(|h| {
-                        if rows[h].is_null() {
-                            return _mm512_setzero_ps();
-                        }
-                        let start = rows[h].wrapping_offset(t.col[h] + v as isize);
-                        _mm512_maskz_loadu_ps(t.masks[v][h], start)
-                    });
-                    *d_v = _mm512_permutex2var_ps(a, evens, b);
-                }
-                // e[u][ν] = Σ_v d[u][v]·Bᵀ[ν][v].
-                for (nu, e_un) in e_u.iter_mut().enumerate() {
-                    for (v, &d_v) in d.iter().enumerate() {
-                        let c = m.b_t[nu][v] as f32;
-                        if c != 0.0 {
-                            *e_un = _mm512_fmadd_ps(_mm512_set1_ps(c), d_v, *e_un);
+        let store = ((1u32 << t.count) - 1) as __mmask16;
+        for c in 0..t.channels {
+            let mut e = [[_mm512_setzero_ps(); N]; N];
+            // SAFETY: the loads are masked to the lanes `masks` keeps in channel `c`'s rows (the
+            // masked-off lanes are not read, and their addresses are only computed), the stores
+            // to `count` elements of each of the `N²` planes of channel `c` in `dst`.
+            unsafe {
+                for (u, e_u) in e.iter_mut().enumerate() {
+                    let rows = [t.rows[0][u], t.rows[1][u]];
+                    if rows.iter().all(|r| r.is_null()) {
+                        continue;
+                    }
+                    let mut d = [_mm512_setzero_ps(); N];
+                    for (v, d_v) in d.iter_mut().enumerate() {
+                        let [a, b] = [0, 1].map(|h| {
+                            if rows[h].is_null() {
+                                return _mm512_setzero_ps();
+                            }
+                            let start = rows[h]
+                                .wrapping_add(c * t.source)
+                                .wrapping_offset(t.col[h] + v as isize);
+                            _mm512_maskz_loadu_ps(t.masks[v][h], start)
+                        });
+                        *d_v = _mm512_permutex2var_ps(a, evens, b);
+                    }
+                    // e[u][ν] = Σ_v d[u][v]·Bᵀ[ν][v].
+                    for (nu, e_un) in e_u.iter_mut().enumerate() {
+                        for (v, &d_v) in d.iter().enumerate() {
+                            let c = m.b_t[nu][v] as f32;
+                            if c != 0.0 {
+                                *e_un = _mm512_fmadd_ps(_mm512_set1_ps(c), d_v, *e_un);
+                            }
                         }
                     }
                 }
-            }
-            let store = ((1u32 << t.count) - 1) as __mmask16;
-            for xi in 0..N {
-                for nu in 0..N {
-                    let mut acc = _mm512_setzero_ps();
-                    for (u, e_u) in e.iter().enumerate() {
-                        let c = m.b_t[xi][u] as f32;
-                        if c != 0.0 {
-                            acc = _mm512_fmadd_ps(_mm512_set1_ps(c), e_u[nu], acc);
+                let dst = t.dst.add(c * t.destination);
+                for xi in 0..N {
+                    for nu in 0..N {
+                        let mut acc = _mm512_setzero_ps();
+                        for (u, e_u) in e.iter().enumerate() {
+                            let c = m.b_t[xi][u] as f32;
+                            if c != 0.0 {
+                                acc = _mm512_fmadd_ps(_mm512_set1_ps(c), e_u[nu], acc);
+                            }
                         }
+                        _mm512_mask_storeu_ps(dst.add((xi * N + nu) * t.plane), store, acc);
                     }
-                    _mm512_mask_storeu_ps(t.dst.add((xi * N + nu) * t.plane), store, acc);
                 }
             }
         }
@@ -1212,19 +1215,25 @@ mod avx512 {
         pub plane: usize,
         pub count: usize,
         pub half: usize,
-        pub bias: f32,
+        pub bias: *const f32,
+        pub channels: usize,
+        pub source: usize,
         pub rows: [[*mut f32; 2]; 2],
+        pub destination: usize,
         pub cols: [usize; 2],
     }
 
-    /// `rows[h][i][2t + j] = bias + Σ_{ξ,ν} Aᵀ[i][ξ] M_s[ξ][ν] Aᵀ[j][ν]` for the tiles
-    /// `s = h·half + t` of half `h`, with `M_s[ξ][ν] = src[(ξ·N + ν)·plane + s]` (`s < count`),
-    /// writing the first `cols[h]` columns of each row that is not null. Whether every value
-    /// written is finite.
+    /// For each channel `c < channels`:
+    /// `rows[h][i][c·destination + 2t + j] = bias[c] + Σ_{ξ,ν} Aᵀ[i][ξ] M_s[ξ][ν] Aᵀ[j][ν]` for
+    /// the tiles `s = h·half + t` of half `h`, with
+    /// `M_s[ξ][ν] = src[c·source + (ξ·N + ν)·plane + s]` (`s < count`), writing the first
+    /// `cols[h]` columns of each row that is not null.
+    /// Whether every value written is finite.
     ///
     /// # Safety
-    /// The processor must have AVX-512F; `src` must hold `(N² − 1)·plane + count` elements and
-    /// each row of half `h` that is not null `cols[h]`.
+    /// The processor must have AVX-512F; `bias` must hold `channels` elements, `src`
+    /// `(channels − 1)·source + (N² − 1)·plane + count`, and each row of half `h` that is not
+    /// null `(channels − 1)·destination + cols[h]`.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn output<const N: usize>(t: &Output) -> bool {
         let m = const { matrices::<N>() };
@@ -1241,47 +1250,150 @@ mod avx512 {
         });
         let masks = t.cols.map(|cols| ((1u32 << cols) - 1) as __mmask16);
         let mut finite = true;
-        // SAFETY: the loads are masked to `count` elements of each plane of `src`, the stores
-        // to the first `cols[h]` elements of each row that is not null.
-        unsafe {
-            // s[i][ν] = Σ_ξ Aᵀ[i][ξ]·M[ξ][ν].
-            let mut s = [[_mm512_setzero_ps(); N]; 2];
-            for xi in 0..N {
-                for nu in 0..N {
-                    let v = _mm512_maskz_loadu_ps(lanes, t.src.add((xi * N + nu) * t.plane));
-                    for (i, s_i) in s.iter_mut().enumerate() {
-                        let c = m.a_t[i][xi] as f32;
-                        if c != 0.0 {
-                            s_i[nu] = _mm512_fmadd_ps(_mm512_set1_ps(c), v, s_i[nu]);
+        for c in 0..t.channels {
+            // SAFETY: the loads are masked to `count` elements of each plane of channel `c` in
+            // `src`, the stores to the first `cols[h]` elements of each row that is not null,
+            // `c·destination` on; `bias` holds `channels`.
+            unsafe {
+                let src = t.src.add(c * t.source);
+                // s[i][ν] = Σ_ξ Aᵀ[i][ξ]·M[ξ][ν].
+                let mut s = [[_mm512_setzero_ps(); N]; 2];
+                for xi in 0..N {
+                    for nu in 0..N {
+                        let v = _mm512_maskz_loadu_ps(lanes, src.add((xi * N + nu) * t.plane));
+                        for (i, s_i) in s.iter_mut().enumerate() {
+                            let c = m.a_t[i][xi] as f32;
+                            if c != 0.0 {
+                                s_i[nu] = _mm512_fmadd_ps(_mm512_set1_ps(c), v, s_i[nu]);
+                            }
                         }
                     }
                 }
-            }
-            for (i, s_i) in s.iter().enumerate() {
-                let mut y = [_mm512_set1_ps(t.bias); 2];
-                for (j, y_j) in y.iter_mut().enumerate() {
-                    for (nu, &s_in) in s_i.iter().enumerate() {
-                        let c = m.a_t[j][nu] as f32;
-                        if c != 0.0 {
-                            *y_j = _mm512_fmadd_ps(_mm512_set1_ps(c), s_in, *y_j);
+                let bias = _mm512_set1_ps(*t.bias.add(c));
+                for (i, s_i) in s.iter().enumerate() {
+                    let mut y = [bias; 2];
+                    for (j, y_j) in y.iter_mut().enumerate() {
+                        for (nu, &s_in) in s_i.iter().enumerate() {
+                            let c = m.a_t[j][nu] as f32;
+                            if c != 0.0 {
+                                *y_j = _mm512_fmadd_ps(_mm512_set1_ps(c), s_in, *y_j);
+                            }
                         }
                     }
-                }
-                for h in 0..2 {
-                    let row = t.rows[h][i];
-                    if row.is_null() {
-                        continue;
+                    for h in 0..2 {
+                        let row = t.rows[h][i];
+                        if row.is_null() {
+                            continue;
+                        }
+                        let values = _mm512_permutex2var_ps(y[0], interleave[h], y[1]);
+                        _mm512_mask_storeu_ps(row.add(c * t.destination), masks[h], values);
+                        // v − v is NaN exactly where v is infinite or NaN.
+                        let ordered =
+                            _mm512_cmp_ps_mask::<_CMP_ORD_Q>(_mm512_sub_ps(values, values), values);
+                        finite &= ordered & masks[h] == masks[h];
                     }
-                    let values = _mm512_permutex2var_ps(y[0], interleave[h], y[1]);
-                    _mm512_mask_storeu_ps(row, masks[h], values);
-                    // v − v is NaN exactly where v is infinite or NaN.
-                    let ordered =
-                        _mm512_cmp_ps_mask::<_CMP_ORD_Q>(_mm512_sub_ps(values, values), values);
-                    finite &= ordered & masks[h] == masks[h];
                 }
             }
         }
         finite
+    }
+
+    /// A filter transform's pointers (see [`super::transform_weights`]).
+    pub(super) struct Filters {
+        pub w: *const f32,
+        pub filter: usize,
+        pub count: usize,
+        pub u: *mut f32,
+        pub plane: usize,
+    }
+
+    /// `u[(ξ·N + ν)·plane + o] = Σ_{k,l} G[ξ][k]·g_o[k][l]·G[ν][l]` in `f64`, rounded once, for
+    /// the filters `g_o[k][l] = w[o·filter + k·r + l]`, `o < count`, `r = N − 1`: the taps of
+    /// 16 filters are transposed in registers (output channels in the lanes), widened to two
+    /// registers of 8 `f64` and transformed by the constant matrices, whose zeros are skipped.
+    ///
+    /// # Safety
+    /// The processor must have AVX-512F; `w` must hold `(count − 1)·filter + r²` elements, `u`
+    /// `(N² − 1)·plane + count`; `1 ≤ count ≤ 16` and `r² ≤ 32`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn filters<const N: usize>(t: &Filters) {
+        let m = const { matrices::<N>() };
+        let r = N - 1;
+        let taps = r * r;
+        let low = ((1u32 << taps.min(LANES)) - 1) as __mmask16;
+        let high = ((1u32 << taps.saturating_sub(LANES)) - 1) as __mmask16;
+        // SAFETY: the loads are masked to the `r²` taps of the first `count` filters, the stores
+        // to `count` elements of each of the `N²` planes.
+        unsafe {
+            let rows = |mask: __mmask16, shift: usize| -> [__m512; LANES] {
+                std::array::from_fn(|o| {
+                    if o < t.count && mask != 0 {
+                        _mm512_maskz_loadu_ps(mask, t.w.add(o * t.filter + shift))
+                    } else {
+                        _mm512_setzero_ps()
+                    }
+                })
+            };
+            let (first, second) = (transpose(&rows(low, 0)), transpose(&rows(high, LANES)));
+            let tap = |k: usize| {
+                if k < LANES {
+                    first[k]
+                } else {
+                    second[k - LANES]
+                }
+            };
+            // Lanes 8·p.. of a register as 8 f64.
+            let widen = |v: __m512, p: usize| {
+                let half = if p == 0 {
+                    _mm512_castps512_ps256(v)
+                } else {
+                    _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)))
+                };
+                _mm512_cvtps_pd(half)
+            };
+            let mut out = [[_mm256_setzero_ps(); 2]; MAX_N * MAX_N];
+            for (p, part) in [0, 1].into_iter().enumerate() {
+                let g: [__m512d; 2 * LANES] = std::array::from_fn(|k| {
+                    if k < taps {
+                        widen(tap(k), part)
+                    } else {
+                        _mm512_setzero_pd()
+                    }
+                });
+                // half[ξ][l] = Σ_k G[ξ][k]·g[k][l].
+                let mut half = [[_mm512_setzero_pd(); MAX_N]; MAX_N];
+                for (xi, row) in half.iter_mut().enumerate().take(N) {
+                    for (l, v) in row.iter_mut().enumerate().take(r) {
+                        for k in 0..r {
+                            let c = m.g[xi][k];
+                            if c != 0.0 {
+                                *v = _mm512_fmadd_pd(_mm512_set1_pd(c), g[k * r + l], *v);
+                            }
+                        }
+                    }
+                }
+                for (xi, row) in half.iter().enumerate().take(N) {
+                    for nu in 0..N {
+                        let mut v = _mm512_setzero_pd();
+                        for (l, &h) in row.iter().enumerate().take(r) {
+                            let c = m.g[nu][l];
+                            if c != 0.0 {
+                                v = _mm512_fmadd_pd(_mm512_set1_pd(c), h, v);
+                            }
+                        }
+                        out[xi * N + nu][p] = _mm512_cvtpd_ps(v);
+                    }
+                }
+            }
+            let store = ((1u32 << t.count) - 1) as __mmask16;
+            for (xi, &[a, b]) in out.iter().enumerate().take(N * N) {
+                let both = _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+                    _mm512_castps_pd(_mm512_castps256_ps512(a)),
+                    _mm256_castps_pd(b),
+                ));
+                _mm512_mask_storeu_ps(t.u.add(xi * t.plane), store, both);
+            }
+        }
     }
 
     /// An output-gradient transform's pointers (see [`super::gradient`]).
