@@ -389,7 +389,7 @@ pub(crate) fn bias_grad<T: Scalar>(g: ArrayView4<T>) -> Array1<T> {
     let mut rows = crate::buffers::for_overwrite::<T, _>((n, c, h));
     Zip::from(&mut rows)
         .and(g.lanes(Axis(3)))
-        .for_each(|r, lane| *r = lane.sum());
+        .par_for_each(|r, lane| *r = lane.sum());
     let bias = rows.sum_axis(Axis(2)).sum_axis(Axis(0));
     crate::buffers::recycle(rows);
     bias
