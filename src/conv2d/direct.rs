@@ -67,24 +67,26 @@ macro_rules! tile_shapes {
     };
 }
 
-/// Call `avx512::rows::<MR, V>($job)` for the runtime `($vectors, $mr)`: every row tile shape
-/// (`mr ≤ max_channels(vectors)`).
+/// Call `avx512::$kernel::<MR, V>($job)` (of the calling module) for the runtime
+/// `($vectors, $mr)`: every tile shape with `mr ≤ max_channels(vectors)` (the row tiles here,
+/// the Winograd weight gradient's product tiles).
 macro_rules! row_shapes {
-    ($job:expr, $vectors:expr, $mr:expr) => {
-        row_shapes!(@ $job, $vectors, $mr, [
+    ($kernel:ident, $job:expr, $vectors:expr, $mr:expr) => {
+        row_shapes!(@ $kernel, $job, $vectors, $mr, [
             1: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16;
             2: 1 2 3 4 5 6 7 8 9 10 11 12;
             3: 1 2 3 4 5 6 7 8;
             4: 1 2 3 4 5 6;
         ])
     };
-    (@ $job:expr, $vectors:expr, $mr:expr, [$($v:literal: $($m:literal)*;)*]) => {
+    (@ $kernel:ident, $job:expr, $vectors:expr, $mr:expr, [$($v:literal: $($m:literal)*;)*]) => {
         match ($vectors, $mr) {
-            $($(($v, $m) => avx512::rows::<$m, $v>($job),)*)*
-            _ => unreachable!("row tiles are at most max_channels(vectors) tall"),
+            $($(($v, $m) => avx512::$kernel::<$m, $v>($job),)*)*
+            _ => unreachable!("tiles are at most max_channels(vectors) tall"),
         }
     };
 }
+pub(super) use row_shapes;
 
 /// `f32` lanes of a 512-bit register.
 pub(super) const LANES: usize = 16;
@@ -788,7 +790,7 @@ impl RowJob<'_> {
             // touches: the inputs `start + x + t` for `t < valid` up to `x_reach` (loads are
             // masked to the valid windows), the weights up to `w_reach·tap_stride + mr`, `mr`
             // biases and the outputs `m·stride + t`, and `mr`, `vectors` are instantiated.
-            unsafe { row_shapes!(&job, self.vectors, self.mr) }
+            unsafe { row_shapes!(rows, &job, self.vectors, self.mr) }
         }
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("the direct kernels run only where is_available() holds");

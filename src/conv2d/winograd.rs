@@ -47,32 +47,13 @@ use ndarray::{Array4, ArrayView1, ArrayView4};
 use rayon::slice::{ParallelSlice, ParallelSliceMut};
 
 use super::direct::{
-    LANES, MAX_VECTORS, RowJob, Taps, f32_operands, is_available, max_channels, pieces,
+    LANES, MAX_VECTORS, RowJob, Taps, f32_operands, is_available, max_channels, pieces, row_shapes,
 };
 use super::naive::check_grad_shape;
 use crate::buffers::Scratch;
 use crate::error::Result;
 use crate::gemm::Scalar;
 use crate::shape::{Conv2dParams, ConvGeometry};
-
-/// Call `avx512::products::<MR, V>($job)` for the runtime `($vectors, $mr)`: every product tile
-/// shape (`mr ≤ max_channels(vectors)`).
-macro_rules! product_shapes {
-    ($job:expr, $vectors:expr, $mr:expr) => {
-        product_shapes!(@ $job, $vectors, $mr, [
-            1: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16;
-            2: 1 2 3 4 5 6 7 8 9 10 11 12;
-            3: 1 2 3 4 5 6 7 8;
-            4: 1 2 3 4 5 6;
-        ])
-    };
-    (@ $job:expr, $vectors:expr, $mr:expr, [$($v:literal: $($m:literal)*;)*]) => {
-        match ($vectors, $mr) {
-            $($(($v, $m) => avx512::products::<$m, $v>($job),)*)*
-            _ => unreachable!("product tiles are at most max_channels(vectors) tall"),
-        }
-    };
-}
 
 /// The kernel sizes this route takes (square, stride 1, dilation 1, one group).
 pub const KERNELS: [usize; 2] = [3, 5];
@@ -836,7 +817,7 @@ impl ProductJob<'_> {
             };
             // SAFETY: AVX-512F was detected; the assertions above bound every element read from
             // `v` and `u` and written to `q`, and `mr`, `vectors` are instantiated.
-            unsafe { product_shapes!(&job, self.vectors, self.mr) }
+            unsafe { row_shapes!(products, &job, self.vectors, self.mr) }
         }
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("the Winograd route runs only where is_available() holds");
