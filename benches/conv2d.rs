@@ -1,5 +1,6 @@
-//! Chapter 3 and 8 benchmarks: conv2d forward naive vs fast, and the fast backward, on the
-//! course's layers, on one thread and on all cores. Throughput: one element = one floating-point
+//! Chapter 3 and 8 benchmarks: conv2d forward naive vs fast (with a new output each call, and
+//! `fast-kept` with the output's buffer handed back as the layers do), and the fast backward, on
+//! the course's layers, on one thread and on two. Throughput: one element = one floating-point
 //! operation, 2·N·C_out·H_out·W_out·(C_in/groups)·kH·kW for the forward and twice that for the
 //! backward (two products), so `Gelem/s` reads as GFLOP/s (PyTorch's convention in
 //! `tools/bench_pytorch.py`).
@@ -64,6 +65,21 @@ fn layer(
                 })
             })
         });
+        // As a layer runs it in training: the output handed back after use, so that the next
+        // call takes its buffer again instead of new, zeroed pages (PyTorch's tensors come from
+        // malloc, which hands a freed block back out without zeroing it).
+        group.bench_function(
+            BenchmarkId::new("fast-kept", format!("{threads}t")),
+            |bench| {
+                pool.install(|| {
+                    bench.iter(|| {
+                        let y = fast::conv2d(black_box(x.view()), w.view(), Some(b.view()), params)
+                            .unwrap();
+                        convlab::buffers::recycle(black_box(y));
+                    })
+                })
+            },
+        );
     }
     group.finish();
 
