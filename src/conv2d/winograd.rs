@@ -547,7 +547,11 @@ fn weight_run<const N: usize>(
     let g = g.as_slice().expect("a standard-layout array is contiguous");
     // Output channels in the lanes, whole registers of them.
     let o_pad = c_out.next_multiple_of(LANES);
-    let o_tiles = pieces(o_pad / LANES, MAX_VECTORS);
+    // Product tiles: runs of output registers, each with its runs of input channels.
+    let tiles: Vec<_> = pieces(o_pad / LANES, MAX_VECTORS)
+        .into_iter()
+        .map(|(v0, vectors)| ((v0, vectors), pieces(c_in, max_channels(vectors))))
+        .collect();
     let (th, tw) = (h_out.div_ceil(2), w_out.div_ceil(2));
     let tile_rows: Vec<(usize, usize)> = (0..batch)
         .flat_map(|image| (0..th).map(move |a| (image, a)))
@@ -619,8 +623,9 @@ fn weight_run<const N: usize>(
                     }
                     // 3. The products: Q[ξ][c][o] += Σ_tiles V[c][ξ][tile]·U[ξ][tile][o].
                     for xi in 0..N * N {
-                        for &(v0, vectors) in &o_tiles {
-                            for (c0, mr) in pieces(c_in, max_channels(vectors)) {
+                        for ((v0, vectors), c_tiles) in &tiles {
+                            let (v0, vectors) = (*v0, *vectors);
+                            for &(c0, mr) in c_tiles {
                                 ProductJob {
                                     v: &v[c0 * nnp + xi * p..],
                                     v_stride: nnp,
