@@ -1094,6 +1094,24 @@ fn output<const N: usize>(
     unreachable!("the Winograd route runs only where is_available() holds");
 }
 
+/// Run `$body` with `$i` bound to each of `0, 1, …, MAX_N − 1` below `$n`, written out rather
+/// than looped, so that the constant matrices' entries indexed by `$i` fold into the code.
+#[cfg(target_arch = "x86_64")]
+macro_rules! unrolled {
+    ($i:ident < $n:expr => $body:block) => {
+        unrolled!(@ $i, $n, $body, [0 1 2 3 4 5])
+    };
+    (@ $i:ident, $n:expr, $body:block, [$($k:literal)*]) => {
+        const { assert!(MAX_N == 6, "unrolled! writes out indices below MAX_N") };
+        $(
+            if $k < $n {
+                let $i: usize = $k;
+                $body
+            }
+        )*
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::super::direct::avx512::transpose;
@@ -1144,55 +1162,67 @@ mod avx512 {
         let m = const { matrices::<N>() };
         let evens = evens(t.half);
         let store = ((1u32 << t.count) - 1) as __mmask16;
+        // Rows of the tile that some half reads; the others are zero and drop out of the sums.
+        let present: [bool; N] =
+            std::array::from_fn(|u| !(t.rows[0][u].is_null() && t.rows[1][u].is_null()));
         for c in 0..t.channels {
             let mut e = [[_mm512_setzero_ps(); N]; N];
             // SAFETY: the loads are masked to the lanes `masks` keeps in channel `c`'s rows (the
             // masked-off lanes are not read, and their addresses are only computed), the stores
             // to `count` elements of each of the `N²` planes of channel `c` in `dst`.
             unsafe {
-                for (u, e_u) in e.iter_mut().enumerate() {
-                    let rows = [t.rows[0][u], t.rows[1][u]];
-                    if rows.iter().all(|r| r.is_null()) {
-                        continue;
-                    }
-                    let mut d = [_mm512_setzero_ps(); N];
-                    for (v, d_v) in d.iter_mut().enumerate() {
-                        let [a, b] = [0, 1].map(|h| {
-                            if rows[h].is_null() {
-                                return _mm512_setzero_ps();
+                unrolled!(u < N => {
+                    if present[u] {
+                        let mut d = [_mm512_setzero_ps(); N];
+                        unrolled!(v < N => {
+                            let mut halves = [_mm512_setzero_ps(); 2];
+                            for (h, half) in halves.iter_mut().enumerate() {
+                                let row = t.rows[h][u];
+                                if !row.is_null() {
+                                    let start = row
+                                        .wrapping_add(c * t.source)
+                                        .wrapping_offset(t.col[h] + v as isize);
+                                    *half = _mm512_maskz_loadu_ps(t.masks[v][h], start);
+                                }
                             }
-                            let start = rows[h]
-                                .wrapping_add(c * t.source)
-                                .wrapping_offset(t.col[h] + v as isize);
-                            _mm512_maskz_loadu_ps(t.masks[v][h], start)
+                            d[v] = _mm512_permutex2var_ps(halves[0], evens, halves[1]);
                         });
-                        *d_v = _mm512_permutex2var_ps(a, evens, b);
+                        // e[u][ν] = Σ_v d[u][v]·Bᵀ[ν][v].
+                        unrolled!(nu < N => {
+                            e[u][nu] = combine(m.b_t[nu], &d);
+                        });
                     }
-                    // e[u][ν] = Σ_v d[u][v]·Bᵀ[ν][v].
-                    for (nu, e_un) in e_u.iter_mut().enumerate() {
-                        for (v, &d_v) in d.iter().enumerate() {
-                            let c = m.b_t[nu][v] as f32;
-                            if c != 0.0 {
-                                *e_un = _mm512_fmadd_ps(_mm512_set1_ps(c), d_v, *e_un);
-                            }
-                        }
-                    }
-                }
+                });
+                // Absent rows are zero in `e` and add nothing.
                 let dst = t.dst.add(c * t.destination);
-                for xi in 0..N {
-                    for nu in 0..N {
-                        let mut acc = _mm512_setzero_ps();
-                        for (u, e_u) in e.iter().enumerate() {
-                            let c = m.b_t[xi][u] as f32;
-                            if c != 0.0 {
-                                acc = _mm512_fmadd_ps(_mm512_set1_ps(c), e_u[nu], acc);
-                            }
-                        }
-                        _mm512_mask_storeu_ps(dst.add((xi * N + nu) * t.plane), store, acc);
-                    }
-                }
+                unrolled!(xi < N => {
+                    unrolled!(nu < N => {
+                        let mut column = [_mm512_setzero_ps(); N];
+                        unrolled!(u < N => {
+                            column[u] = e[u][nu];
+                        });
+                        let value = combine(m.b_t[xi], &column);
+                        _mm512_mask_storeu_ps(dst.add((xi * N + nu) * t.plane), store, value);
+                    });
+                });
             }
         }
+    }
+
+    /// `Σ_k coefficients[k]·values[k]`, skipping the zero coefficients: once the calls are
+    /// unrolled the coefficients are constants, so the zeros drop out when the code is
+    /// generated.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn combine<const N: usize>(coefficients: [f64; N], values: &[__m512; N]) -> __m512 {
+        let mut acc = _mm512_setzero_ps();
+        unrolled!(k < N => {
+            let c = coefficients[k] as f32;
+            if c != 0.0 {
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(c), values[k], acc);
+            }
+        });
+        acc
     }
 
     /// An output transform's pointers (see [`super::output`]).
