@@ -661,7 +661,8 @@ fn forward_rows(
     let ([h, _], [kh, kw], [h_out, w_out]) = (plan.input, plan.kernel, plan.output);
     let (s_h, d_h) = (plan.stride[0], plan.dilation[0]);
     let windows = h_out * w_out;
-    let mut out = crate::buffers::zeros::<f32, _>((plan.batch, plan.c_out, h_out, w_out));
+    // Every output is stored by its row tile (the bias alone where no tap is inside).
+    let mut out = crate::buffers::for_overwrite::<f32, _>((plan.batch, plan.c_out, h_out, w_out));
     if out.is_empty() {
         return out;
     }
