@@ -43,7 +43,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use ndarray::{Array, ArrayView, Dimension, IntoDimension, NdFloat, Zip};
+use ndarray::{Array, ArrayView, Dimension, IntoDimension, NdFloat, Zip, s};
 use rayon::prelude::*;
 
 /// Elements below which one thread fills an array alone (a few pages: handing work out would
@@ -120,10 +120,12 @@ fn kept() -> MutexGuard<'static, Kept> {
     KEPT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A kept buffer of `len` elements (its values are whatever its last user left, and `pad` past
-/// that user's length): the smallest kept one that holds `len`. A batch of another size (the
+/// A kept buffer that holds `len` elements, at its whole length (its values are whatever its
+/// earlier users left): the smallest kept one that holds `len`. A batch of another size (the
 /// last one of an epoch, an evaluation batch) can so use the buffers of the usual one and the
-/// other way round.
+/// other way round. Its users see only its first `len` elements ([`prefix`], [`Scratch`]) and
+/// hand it all back, so that a buffer is lengthened (with `pad`) at most once: a longer user
+/// after a shorter one finds the elements it needs already there.
 fn take<T: Copy + Send + 'static>(len: usize, pad: T) -> Option<Vec<T>> {
     if len.saturating_mul(size_of::<T>()) < KEEP_MIN_BYTES {
         return None;
@@ -151,8 +153,22 @@ fn take<T: Copy + Send + 'static>(len: usize, pad: T) -> Option<Vec<T>> {
     let mut values = *buffer
         .downcast::<Vec<T>>()
         .expect("the buffer was found by its type");
-    values.resize(len, pad);
+    if values.len() < len {
+        let capacity = values.capacity();
+        values.resize(capacity, pad);
+    }
     Some(values)
+}
+
+/// The first `dim.size()` elements of `values` as an array of `dim`. The array owns all of
+/// `values`, so that [`recycle`] hands the whole buffer back.
+fn prefix<T, D: Dimension>(values: Vec<T>, dim: D) -> Array<T, D> {
+    let len = dim.size();
+    assert!(len <= values.len(), "a buffer holds its array's elements");
+    Array::from_vec(values)
+        .slice_move(s![..len])
+        .into_shape_with_order(dim)
+        .expect("a prefix of a vector is contiguous")
 }
 
 /// Keep `buffer` for a later [`take`] of up to its capacity.
@@ -204,15 +220,15 @@ where
 {
     let dim = shape.into_dimension();
     let values = filled(dim.size(), value);
-    Array::from_shape_vec(dim, values).expect("one value per element of the shape")
+    prefix(values, dim)
 }
 
-/// `len` copies of `value`: a kept buffer if there is one, else a new one, written a piece
-/// per thread when it is large.
+/// A buffer whose first `len` elements are `value`: a kept one if there is one, else a new one
+/// of `len`, written a piece per thread when it is large.
 fn filled<T: Copy + Send + Sync + 'static>(len: usize, value: T) -> Vec<T> {
     match take::<T>(len, value) {
         Some(mut values) => {
-            fill(&mut values, value);
+            fill(&mut values[..len], value);
             values
         }
         None if len < SERIAL_LEN || rayon::current_num_threads() == 1 => vec![value; len],
@@ -274,17 +290,24 @@ pub(crate) fn for_overwrite<T: NdFloat, D: Dimension>(
 ) -> Array<T, D> {
     let dim = shape.into_dimension();
     let len = dim.size();
-    let values = take::<T>(len, T::zero()).unwrap_or_else(|| vec![T::zero(); len]);
-    Array::from_shape_vec(dim, values).expect("one value per element of the shape")
+    let values = take::<T>(len, T::zero()).unwrap_or_else(|| filled(len, T::zero()));
+    prefix(values, dim)
 }
 
-/// A scratch buffer of a kernel, kept for the next call when dropped.
-pub(crate) struct Scratch<T: Send + 'static>(Vec<T>);
+/// A scratch buffer of a kernel: the first `len` elements of `values`, all of which are kept
+/// for the next call when it is dropped.
+pub(crate) struct Scratch<T: Send + 'static> {
+    values: Vec<T>,
+    len: usize,
+}
 
 impl<T: Copy + Send + Sync + 'static> Scratch<T> {
     /// `len` copies of `value`.
     pub(crate) fn full(len: usize, value: T) -> Self {
-        Scratch(filled(len, value))
+        Scratch {
+            values: filled(len, value),
+            len,
+        }
     }
 
     /// `len` values for a caller that writes each before it reads it: a kept buffer as its last
@@ -293,26 +316,27 @@ impl<T: Copy + Send + Sync + 'static> Scratch<T> {
     where
         T: Default,
     {
-        Scratch(take::<T>(len, T::default()).unwrap_or_else(|| vec![T::default(); len]))
+        let values = take::<T>(len, T::default()).unwrap_or_else(|| vec![T::default(); len]);
+        Scratch { values, len }
     }
 }
 
 impl<T: Send + 'static> Deref for Scratch<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        &self.0
+        &self.values[..self.len]
     }
 }
 
 impl<T: Send + 'static> DerefMut for Scratch<T> {
     fn deref_mut(&mut self) -> &mut [T] {
-        &mut self.0
+        &mut self.values[..self.len]
     }
 }
 
 impl<T: Send + 'static> Drop for Scratch<T> {
     fn drop(&mut self) {
-        give(std::mem::take(&mut self.0));
+        give(std::mem::take(&mut self.values));
     }
 }
 
@@ -331,6 +355,23 @@ mod tests {
         assert_eq!(b.as_ptr(), ptr, "the kept buffer is reused");
         assert!(b.iter().all(|&v| v == 0.0));
         assert_eq!(b.shape(), &[3, 12_345]);
+    }
+
+    #[test]
+    fn a_buffer_comes_back_whole() {
+        // u32: no other test of this binary keeps buffers of it.
+        let long = 50_000;
+        let first = Scratch::full(long, 7u32);
+        let ptr = first.as_ptr();
+        drop(first);
+        let short = Scratch::<u32>::for_overwrite(long / 5);
+        assert_eq!((short.as_ptr(), short.len()), (ptr, long / 5));
+        drop(short);
+        // A longer user after a shorter one finds what the first user left past the shorter
+        // length: nothing was written to lengthen the buffer.
+        let again = Scratch::<u32>::for_overwrite(long);
+        assert_eq!(again.as_ptr(), ptr);
+        assert!(again.iter().all(|&v| v == 7));
     }
 
     #[test]
