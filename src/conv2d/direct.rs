@@ -1417,6 +1417,24 @@ pub(super) mod avx512 {
     /// buffers behind the pointers.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn rows<const MR: usize, const V: usize>(t: &Row) {
+        // SAFETY: the caller's contract is `row_tile`'s.
+        unsafe {
+            if t.valid == V * LANES {
+                row_tile::<MR, V, true>(t)
+            } else {
+                row_tile::<MR, V, false>(t)
+            }
+        }
+    }
+
+    /// [`rows`] with `FULL = (valid == 16·V)`: a masked load costs a multiply-add port's slot
+    /// on top of its load, so whole tiles (the common case) load and store without masks.
+    ///
+    /// # Safety
+    /// As [`rows`], and `FULL` only if `valid == 16·V`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn row_tile<const MR: usize, const V: usize, const FULL: bool>(t: &Row) {
         let mut masks = [0 as __mmask16; V];
         for (j, m) in masks.iter_mut().enumerate() {
             let rest = t.valid.saturating_sub(j * LANES).min(LANES);
@@ -1424,7 +1442,7 @@ pub(super) mod avx512 {
         }
         let mut acc = [[_mm512_setzero_ps(); V]; MR];
         // SAFETY: the caller guarantees every address read and written lies in its buffer; the
-        // loads and stores are masked to the `valid` windows.
+        // loads and stores are masked to the `valid` windows, or all `16·V` are valid.
         unsafe {
             for (m, row) in acc.iter_mut().enumerate() {
                 *row = [_mm512_set1_ps(*t.bias.add(m)); V];
@@ -1434,7 +1452,11 @@ pub(super) mod avx512 {
                 let (x, w) = (t.x.add(tap.x), t.w.add(tap.w * t.tap_stride));
                 let mut xv = [_mm512_setzero_ps(); V];
                 for (j, v) in xv.iter_mut().enumerate() {
-                    *v = _mm512_maskz_loadu_ps(masks[j], x.add(j * LANES));
+                    *v = if FULL {
+                        _mm512_loadu_ps(x.add(j * LANES))
+                    } else {
+                        _mm512_maskz_loadu_ps(masks[j], x.add(j * LANES))
+                    };
                 }
                 for (m, row) in acc.iter_mut().enumerate() {
                     let a = _mm512_set1_ps(*w.add(m));
@@ -1445,7 +1467,12 @@ pub(super) mod avx512 {
             }
             for (m, row) in acc.iter().enumerate() {
                 for (j, &v) in row.iter().enumerate() {
-                    _mm512_mask_storeu_ps(t.out.add(m * t.stride + j * LANES), masks[j], v);
+                    let out = t.out.add(m * t.stride + j * LANES);
+                    if FULL {
+                        _mm512_storeu_ps(out, v);
+                    } else {
+                        _mm512_mask_storeu_ps(out, masks[j], v);
+                    }
                 }
             }
         }

@@ -404,6 +404,13 @@ fn run<const N: usize>(
                     let dst = &mut v[unit.p0..];
                     input::<N>(x, planes, unit, &place.inputs, channels, dst, plane);
                 }
+                // The products take whole registers of tiles, so the lanes past the block's
+                // last tile are zeros rather than what an earlier block left there.
+                if p < plane {
+                    for row in v[..c_in * nnp].chunks_exact_mut(plane) {
+                        row[p..].fill(0.0);
+                    }
+                }
                 // 2. The products, one per tile position ξ:
                 // M[o][ξ][tile] = Σ_c U[ξ][c][o]·V[c][ξ][tile].
                 let mut taps = Taps::default();
@@ -411,13 +418,14 @@ fn run<const N: usize>(
                     taps.push(c * nnp, c);
                 }
                 for xi in 0..N * N {
-                    let v = &v[xi * plane..(c_in - 1) * nnp + xi * plane + p];
+                    let v = &v[xi * plane..(c_in - 1) * nnp + (xi + 1) * plane];
 
                     let u = &u[xi * c_in * c_out..][..c_in * c_out];
                     let m = &mut m[xi * plane..];
                     for q0 in (0..p).step_by(LANES * MAX_VECTORS) {
-                        let valid = (p - q0).min(LANES * MAX_VECTORS);
-                        let vectors = valid.div_ceil(LANES);
+                        // Whole registers: the planes hold `plane` tiles, a multiple of 16.
+                        let vectors = (p - q0).min(LANES * MAX_VECTORS).div_ceil(LANES);
+                        let valid = vectors * LANES;
                         for &(o0, mr) in &tiles {
                             RowJob {
                                 x: v,
