@@ -404,13 +404,7 @@ fn run<const N: usize>(
                     let dst = &mut v[unit.p0..];
                     input::<N>(x, planes, unit, &place.inputs, channels, dst, plane);
                 }
-                // The products take whole registers of tiles, so the lanes past the block's
-                // last tile are zeros rather than what an earlier block left there.
-                if p < plane {
-                    for row in v[..c_in * nnp].chunks_exact_mut(plane) {
-                        row[p..].fill(0.0);
-                    }
-                }
+
                 // 2. The products, one per tile position ξ:
                 // M[o][ξ][tile] = Σ_c U[ξ][c][o]·V[c][ξ][tile].
                 let mut taps = Taps::default();
@@ -424,6 +418,9 @@ fn run<const N: usize>(
                     let m = &mut m[xi * plane..];
                     for q0 in (0..p).step_by(LANES * MAX_VECTORS) {
                         // Whole registers: the planes hold `plane` tiles, a multiple of 16.
+                        // The lanes past the block's last tile hold whatever the buffer held;
+                        // the products keep each lane to itself and the output transform
+                        // reads only the tiles' lanes, so no result depends on them.
                         let vectors = (p - q0).min(LANES * MAX_VECTORS).div_ceil(LANES);
                         let valid = vectors * LANES;
                         for &(o0, mr) in &tiles {
@@ -1217,6 +1214,20 @@ mod avx512 {
         }
     }
 
+    /// [`combine`] in `f64`: `Σ_k coefficients[k]·values[k]` for `k < N`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn combine_f64<const N: usize>(coefficients: [f64; N], values: &[__m512d; MAX_N]) -> __m512d {
+        let mut acc = _mm512_setzero_pd();
+        unrolled!(k < N => {
+            let c = coefficients[k];
+            if c != 0.0 {
+                acc = _mm512_fmadd_pd(_mm512_set1_pd(c), values[k], acc);
+            }
+        });
+        acc
+    }
+
     /// `Σ_k coefficients[k]·values[k]`, skipping the zero coefficients: once the calls are
     /// unrolled the coefficients are constants, so the zeros drop out when the code is
     /// generated.
@@ -1375,47 +1386,36 @@ mod avx512 {
                 };
                 _mm512_cvtps_pd(half)
             };
-            let mut out = [[_mm256_setzero_ps(); 2]; MAX_N * MAX_N];
-            for (p, part) in [0, 1].into_iter().enumerate() {
-                let g: [__m512d; 2 * LANES] = std::array::from_fn(|k| {
-                    if k < taps {
-                        widen(tap(k), part)
-                    } else {
-                        _mm512_setzero_pd()
-                    }
+            let store = ((1u32 << t.count) - 1) as __mmask16;
+            // Two halves of 8 filters each, so that the sums are in `f64`; each half's
+            // results go to its 8 lanes of the planes.
+            for part in 0..2 {
+                let mut g = [_mm512_setzero_pd(); 2 * LANES];
+                unrolled!(k < r => {
+                    unrolled!(l < r => {
+                        g[k * r + l] = widen(tap(k * r + l), part);
+                    });
                 });
+                let lanes = ((store >> (8 * part)) & 0xff) as __mmask16;
                 // half[ξ][l] = Σ_k G[ξ][k]·g[k][l].
                 let mut half = [[_mm512_setzero_pd(); MAX_N]; MAX_N];
-                for (xi, row) in half.iter_mut().enumerate().take(N) {
-                    for (l, v) in row.iter_mut().enumerate().take(r) {
-                        for k in 0..r {
-                            let c = m.g[xi][k];
-                            if c != 0.0 {
-                                *v = _mm512_fmadd_pd(_mm512_set1_pd(c), g[k * r + l], *v);
-                            }
-                        }
-                    }
-                }
-                for (xi, row) in half.iter().enumerate().take(N) {
-                    for nu in 0..N {
-                        let mut v = _mm512_setzero_pd();
-                        for (l, &h) in row.iter().enumerate().take(r) {
-                            let c = m.g[nu][l];
-                            if c != 0.0 {
-                                v = _mm512_fmadd_pd(_mm512_set1_pd(c), h, v);
-                            }
-                        }
-                        out[xi * N + nu][p] = _mm512_cvtpd_ps(v);
-                    }
-                }
-            }
-            let store = ((1u32 << t.count) - 1) as __mmask16;
-            for (xi, &[a, b]) in out.iter().enumerate().take(N * N) {
-                let both = _mm512_castpd_ps(_mm512_insertf64x4::<1>(
-                    _mm512_castps_pd(_mm512_castps256_ps512(a)),
-                    _mm256_castps_pd(b),
-                ));
-                _mm512_mask_storeu_ps(t.u.add(xi * t.plane), store, both);
+                unrolled!(xi < N => {
+                    unrolled!(l < r => {
+                        let mut column = [_mm512_setzero_pd(); MAX_N];
+                        unrolled!(k < r => {
+                            column[k] = g[k * r + l];
+                        });
+                        half[xi][l] = combine_f64(m.g[xi], &column);
+                    });
+                });
+                unrolled!(xi < N => {
+                    unrolled!(nu < N => {
+                        let v = combine_f64(m.g[nu], &half[xi]);
+                        let v = _mm512_castps256_ps512(_mm512_cvtpd_ps(v));
+                        let at = t.u.add((xi * N + nu) * t.plane + 8 * part);
+                        _mm512_mask_storeu_ps(at, lanes, v);
+                    });
+                });
             }
         }
     }
