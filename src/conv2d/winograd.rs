@@ -63,8 +63,6 @@ const POINTS: [f64; 5] = [0.0, 1.0, -1.0, 2.0, -0.5];
 const MIN_CHANNELS: usize = 16;
 /// Tiles per block: the transformed inputs and products of a block stay in L2.
 const BLOCK_TILES: usize = 128;
-/// Output channels per product tile (`max_channels` allows 6 for every width of 16 to 64 tiles).
-const CHANNEL_TILE: usize = 6;
 /// Largest `n` of the route's transforms.
 const MAX_N: usize = 6;
 
@@ -342,7 +340,11 @@ fn run<const N: usize>(
     // Rows are read as slices.
     let x = x.as_standard_layout();
     let x = x.as_slice().expect("a standard-layout array is contiguous");
-    let tiles = pieces(c_out, CHANNEL_TILE);
+    // The output channels of a product tile, for each width of 1 to 4 registers of tiles: as
+    // many as the registers hold.
+    let tiles: Vec<Vec<(usize, usize)>> = (1..=MAX_VECTORS)
+        .map(|vectors| pieces(c_out, max_channels(vectors)))
+        .collect();
     let u = transform_weights::<N>(w);
     let bias: Vec<f32> = b.map_or_else(|| vec![0.0; c_out], |b| b.to_vec());
     let (th, tw) = (h_out.div_ceil(2), w_out.div_ceil(2));
@@ -423,7 +425,7 @@ fn run<const N: usize>(
                         // reads only the tiles' lanes, so no result depends on them.
                         let vectors = (p - q0).min(LANES * MAX_VECTORS).div_ceil(LANES);
                         let valid = vectors * LANES;
-                        for &(o0, mr) in &tiles {
+                        for &(o0, mr) in &tiles[vectors - 1] {
                             RowJob {
                                 x: v,
                                 start: q0,
