@@ -406,7 +406,6 @@ fn run<const N: usize>(
                     let dst = &mut v[unit.p0..];
                     input::<N>(x, planes, unit, &place.inputs, channels, dst, plane);
                 }
-
                 // 2. The products, one per tile position ξ:
                 // M[o][ξ][tile] = Σ_c U[ξ][c][o]·V[c][ξ][tile].
                 let mut taps = Taps::default();
