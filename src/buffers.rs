@@ -231,12 +231,18 @@ fn filled<T: Copy + Send + Sync + 'static>(len: usize, value: T) -> Vec<T> {
             fill(&mut values[..len], value);
             values
         }
-        None if len < SERIAL_LEN || rayon::current_num_threads() == 1 => vec![value; len],
-        None => {
-            let mut values = Vec::with_capacity(len);
-            values.par_extend(rayon::iter::repeat_n(value, len));
-            values
-        }
+        None => new_filled(len, value),
+    }
+}
+
+/// A new buffer of `len` copies of `value`, written a piece per thread when it is large.
+fn new_filled<T: Copy + Send + Sync>(len: usize, value: T) -> Vec<T> {
+    if len < SERIAL_LEN || rayon::current_num_threads() == 1 {
+        vec![value; len]
+    } else {
+        let mut values = Vec::with_capacity(len);
+        values.par_extend(rayon::iter::repeat_n(value, len));
+        values
     }
 }
 
@@ -290,7 +296,7 @@ pub(crate) fn for_overwrite<T: NdFloat, D: Dimension>(
 ) -> Array<T, D> {
     let dim = shape.into_dimension();
     let len = dim.size();
-    let values = take::<T>(len, T::zero()).unwrap_or_else(|| filled(len, T::zero()));
+    let values = take::<T>(len, T::zero()).unwrap_or_else(|| new_filled(len, T::zero()));
     prefix(values, dim)
 }
 
