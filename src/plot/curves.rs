@@ -181,6 +181,79 @@ impl Panel {
         })
     }
 
+    /// Where the legend of `entries` lines goes in a plotting area of `width × height` pixels:
+    /// the first place that none of the curves passes under, of the usual corner (top right
+    /// for the loss, which falls; bottom right for the accuracy, which rises), the middle and
+    /// the left of that edge, then the same three on the other edge; else the place that the
+    /// fewest of their points pass under. A validation loss that climbs back up at the end of
+    /// a long run would otherwise run under the legend.
+    fn legend_corner(&self, [width, height]: [u32; 2], entries: usize) -> SeriesLabelPosition {
+        use SeriesLabelPosition::*;
+        // The box, from its settings below: a 24-pixel line, a gap and "validation" or "best
+        // epoch (n)" in the label font, 10 pixels of margin inside and out.
+        let box_w = (24 + 10 + 14 * LABEL_SIZE * 11 / 20 + 3 * 10) as f64 / width.max(1) as f64;
+        let box_h = (entries as u32 * (LABEL_SIZE + 8) + 3 * 10) as f64 / height.max(1) as f64;
+        // The curves sampled along every segment, in fractions of the plotting area.
+        let span = (self.epochs + 1) as f64;
+        let samples: Vec<(f64, f64)> = [&self.train, &self.valid]
+            .into_iter()
+            .flat_map(|points| {
+                let segments = points.windows(2).map(|w| (w[0], w[1]));
+                let single = (points.len() == 1).then(|| (points[0], points[0]));
+                segments
+                    .chain(single)
+                    .flat_map(move |((x0, y0), (x1, y1))| {
+                        (0..=16).map(move |k| {
+                            let t = k as f64 / 16.0;
+                            let x = x0 as f64 + t * (x1 - x0) as f64;
+                            let y = y0 + t * (y1 - y0);
+                            (x / span, (y - self.low) / (self.high - self.low))
+                        })
+                    })
+            })
+            .collect();
+        let covered = |corner: &SeriesLabelPosition| {
+            let (x0, y0) = match corner {
+                UpperLeft | LowerLeft => (0.0, 0.0),
+                UpperMiddle | LowerMiddle => ((1.0 - box_w) / 2.0, 0.0),
+                _ => (1.0 - box_w, 0.0),
+            };
+            let y0 = match corner {
+                UpperLeft | UpperMiddle | UpperRight => 1.0 - box_h,
+                _ => y0,
+            };
+            samples
+                .iter()
+                .filter(|&&(x, y)| (x0..=x0 + box_w).contains(&x) && (y0..=y0 + box_h).contains(&y))
+                .count()
+        };
+        let corners = if self.is_loss {
+            [
+                UpperRight,
+                UpperMiddle,
+                UpperLeft,
+                LowerRight,
+                LowerMiddle,
+                LowerLeft,
+            ]
+        } else {
+            [
+                LowerRight,
+                LowerMiddle,
+                LowerLeft,
+                UpperRight,
+                UpperMiddle,
+                UpperLeft,
+            ]
+        };
+        corners
+            .iter()
+            .find(|c| covered(c) == 0)
+            .or_else(|| corners.iter().min_by_key(|c| covered(c)))
+            .cloned()
+            .unwrap_or(UpperRight)
+    }
+
     fn draw(&self, area: &super::Area<'_>, best: Option<&EpochRecord>, text: bool) -> Drawn {
         let mut chart = ChartBuilder::on(area)
             .caption(self.name, font(HEADING_SIZE + 2, BLACK, text))
@@ -250,18 +323,52 @@ impl Panel {
                     PathElement::new([(x + 12, y - 8), (x + 12, y + 8)], BEST.stroke_width(2))
                 });
         }
+        let (plot_w, plot_h) = chart.plotting_area().dim_in_pixel();
+        let entries = 2 + usize::from(best.is_some());
         chart
             .configure_series_labels()
-            .position(if self.is_loss {
-                SeriesLabelPosition::UpperRight
-            } else {
-                SeriesLabelPosition::LowerRight
-            })
+            .position(self.legend_corner([plot_w, plot_h], entries))
             .margin(10)
             .label_font(font(LABEL_SIZE, BLACK, text))
             .background_style(WHITE.mix(0.9))
             .border_style(GRAY)
             .draw()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn panel(valid: impl Fn(f64) -> f64) -> Panel {
+        Panel {
+            name: "Loss",
+            axis: "cross-entropy",
+            train: (1..=20).map(|e| (e, 0.45 / e as f64)).collect(),
+            valid: (1..=20).map(|e| (e, valid(e as f64))).collect(),
+            epochs: 20,
+            low: 0.0,
+            high: 0.5,
+            is_loss: true,
+        }
+    }
+
+    #[test]
+    fn the_legend_goes_where_no_curve_runs() {
+        let size = [480, 330];
+        // Both losses fall: the top right is free.
+        let falling = panel(|e| 0.2 + 0.1 / e);
+        assert!(matches!(
+            falling.legend_corner(size, 3),
+            SeriesLabelPosition::UpperRight
+        ));
+        // The validation loss climbs to the top at the last epochs (overfitting, as in
+        // chapter 10's run): the legend moves to the middle of the top edge.
+        let overfitting = panel(|e| 0.2 + 0.25 * ((e - 6.0).max(0.0) / 14.0).powi(2));
+        assert!(matches!(
+            overfitting.legend_corner(size, 3),
+            SeriesLabelPosition::UpperMiddle
+        ));
     }
 }
