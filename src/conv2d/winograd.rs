@@ -1,19 +1,20 @@
-//! Winograd's minimal filtering F(2×2, r×r): a convolution at stride 1 with fewer
-//! multiplications than the formula (chapter 4). The fast route takes 3 × 3 and 5 × 5 kernels
-//! ([`KERNELS`]).
+//! Winograd's minimal filtering F(m×m, r×r): a convolution at stride 1 with fewer
+//! multiplications than the formula (chapter 4). The fast route takes 3 × 3 kernels by
+//! F(2×2, 3×3) and 5 × 5 kernels by F(3×3, 5×5) ([`KERNELS`]).
 //!
-//! Two neighbouring outputs of a 1-D correlation with an `r`-tap filter `g` read `n = r + 1`
-//! inputs `d`. The formula spends `2r` multiplications on them; F(2, r) spends `n`:
+//! `m` neighbouring outputs of a 1-D correlation with an `r`-tap filter `g` read
+//! `n = m + r − 1` inputs `d`. The formula spends `m·r` multiplications on them; F(m, r)
+//! spends `n`:
 //!
 //! `y = Aᵀ [(G g) ⊙ (Bᵀ d)]`
 //!
-//! where `Bᵀ` (`n × n`), `G` (`n × r`) and `Aᵀ` (`2 × n`) hold only small rationals. They come
+//! where `Bᵀ` (`n × n`), `G` (`n × r`) and `Aᵀ` (`m × n`) hold only small rationals. They come
 //! from the Chinese remainder theorem for polynomials: `G g` and `Bᵀ d` evaluate the filter and
-//! the data as polynomials at `n − 1` points (the first `r` of 0, 1, −1, 2, −1/2) and at
-//! infinity, the product
-//! of the evaluations is the product polynomial evaluated there, and `Aᵀ` reads the two outputs
-//! off it. In 2-D the same matrices act on rows and on columns: a tile of 2 × 2 outputs needs
-//! `n × n` products instead of `4r²`, 16 for 36 at `r = 3`, 36 for 100 at `r = 5`:
+//! the data as polynomials at `n − 1` points (the first `n − 1` of 0, 1, −1, 2, −1/2, −2) and
+//! at infinity, the product of the evaluations is the product polynomial evaluated there, and
+//! `Aᵀ` reads the `m` outputs off it. In 2-D the same matrices act on rows and on columns: a
+//! tile of `m × m` outputs needs `n × n` products instead of `m²r²`: F(2×2, 3×3) 16 for 36,
+//! F(2×2, 5×5) 36 for 100, F(3×3, 5×5) 49 for 225:
 //!
 //! `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`
 //!
@@ -22,23 +23,28 @@
 //! filters and `V[ξ]` (`C_in × tiles`) the transformed input tiles. The route:
 //! 1. transforms every filter once per call (`U`, in `f64` then rounded);
 //! 2. for a block of tile rows, transforms each input tile, 16 neighbouring tiles per register
-//!    (rows of 8 tiles or fewer, such as the 7 of a 14 × 14 output, two rows per register);
+//!    (short rows share a register: two rows of 7 tiles of 2 × 2, or three rows of 5 tiles of
+//!    3 × 3 for a 14 × 14 output);
 //! 3. multiplies `V` by `U` with the direct kernels' row tiles (16 tiles per lane register);
-//! 4. transforms `M` back to 2 × 2 outputs, adds the bias and stores whole output rows.
+//! 4. transforms `M` back to `m × m` outputs, adds the bias and stores whole output rows.
 //!
 //! The transforms add and subtract the pixels of a tile, so a value that is not finite spreads
 //! to outputs of its tile that never read it; when an output comes out infinite or NaN the
 //! route gives the call back, and [`super::fast::conv2d`] takes the direct kernels, which keep
 //! the formula's semantics there.
 //! Its rounding differs from the formula's order of sums; the property tests hold it, against
-//! `f64`, to 10⁻⁵ of the sum of the terms' magnitudes, as every fast route. The fifth point is
-//! −1/2 rather than −2: `Bᵀ` of F(2, 5) has smaller coefficients, and the rounding error of
-//! F(2×2, 5×5) measured about 2.5 times smaller.
+//! `f64`, to 10⁻⁵ of the sum of the terms' magnitudes, as every fast route. More points mean
+//! larger coefficients: simulated in `f32` over 32 channels, the worst error of F(3×3, 5×5)
+//! came to 8·10⁻⁷ of that sum, about four times F(2×2, 5×5)'s. The fifth point is −1/2 rather
+//! than −2, which made the error of F(2×2, 5×5) about 2.5 times smaller; −2 then came out as
+//! good a sixth point as 1/2.
+//! For a 14 × 14 output, F(3×3, 5×5) also wastes less than its tiles suggest: 25 tiles of
+//! 3 × 3 (1225 products per channel pair) against 49 of 2 × 2 (1764).
 //!
-//! The weight gradient takes the same matrices the other way round ([`conv2d_weight_grad`]):
-//! `∂L/∂w = Gᵀ [(A ∂L/∂Y Aᵀ) ⊙ (Bᵀ d B)] G` for each tile, summed over every tile of the batch
-//! before `Gᵀ · G`, so that the products are `n²` matrix products of `C_in × tiles` by
-//! `tiles × C_out`.
+//! The weight gradient takes the matrices of F(2×2, r×r) the other way round
+//! ([`conv2d_weight_grad`]): `∂L/∂w = Gᵀ [(A ∂L/∂Y Aᵀ) ⊙ (Bᵀ d B)] G` for each tile, summed
+//! over every tile of the batch before `Gᵀ · G`, so that the products are `n²` matrix products
+//! of `C_in × tiles` by `tiles × C_out`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -57,20 +63,26 @@ use crate::shape::{Conv2dParams, ConvGeometry};
 
 /// The kernel sizes this route takes (square, stride 1, dilation 1, one group).
 pub const KERNELS: [usize; 2] = [3, 5];
-/// Interpolation points; F(2, r) uses the first `r`.
-const POINTS: [f64; 5] = [0.0, 1.0, -1.0, 2.0, -0.5];
+/// Interpolation points; F(m, r) uses the first `m + r − 2`.
+const POINTS: [f64; 6] = [0.0, 1.0, -1.0, 2.0, -0.5, -2.0];
 /// Fewest input and output channels for which the products outweigh the transforms.
 const MIN_CHANNELS: usize = 16;
-/// Tiles per block: the transformed inputs and products of a block stay in L2.
-const BLOCK_TILES: usize = 128;
+/// Tiles per block of F(m×m, ·), where the transformed inputs and products of a block stay in
+/// L2; measured on the course's layers: 128 tiles for F(2×2, 3×3), and for F(3×3, 5×5), whose
+/// tiles take 49 positions each, 32 (30 on L2 ran a fifth faster than 120).
+const fn block_tiles(m: usize) -> usize {
+    if m == 2 { 128 } else { 32 }
+}
 /// Largest `n` of the route's transforms.
-const MAX_N: usize = 6;
+const MAX_N: usize = 7;
+/// Largest `m` of the route's transforms.
+const MAX_M: usize = 3;
 
-/// The matrices of F(2, n − 1), padded to `n` columns: `a_t` is `2 × n`, `g` is `n × r` (its
-/// last column zero), `b_t` is `n × n`.
+/// The matrices of F(m, r) for `M = m` and `N = n = m + r − 1`, padded to `n` columns: `a_t` is
+/// `m × n`, `g` is `n × r` (its last `m − 1` columns zero), `b_t` is `n × n`.
 #[derive(Debug, Clone, Copy)]
-struct Matrices<const N: usize> {
-    a_t: [[f64; N]; 2],
+struct Matrices<const M: usize, const N: usize> {
+    a_t: [[f64; N]; M],
     g: [[f64; N]; N],
     b_t: [[f64; N]; N],
 }
@@ -85,26 +97,32 @@ const fn times_root<const N: usize>(poly: &mut [f64; N], degree: usize, q: f64) 
     poly[0] = -q * poly[0];
 }
 
-/// The matrices of F(2, r) for `N = r + 1`, from the points `p_i` (`i < r`) and infinity:
-/// * `Aᵀ[k][i] = p_iᵏ`, and `Aᵀ[1][∞] = 1`;
+/// The matrices of F(m, r) for `M = m`, `N = m + r − 1`, from the points `p_i` (`i < n − 1`)
+/// and infinity:
+/// * `Aᵀ[k][i] = p_iᵏ`, and `Aᵀ[m − 1][∞] = 1`;
 /// * `G[i][k] = p_iᵏ / Π_{j≠i} (p_i − p_j)`, and `G[∞][r − 1] = 1`;
 /// * row `i` of `Bᵀ` holds the coefficients of `Π_{j≠i} (x − p_j)`, row `∞` those of
 ///   `Π_j (x − p_j)`.
-const fn matrices<const N: usize>() -> Matrices<N> {
-    let r = N - 1;
-    let mut a_t = [[0.0; N]; 2];
+const fn matrices<const M: usize, const N: usize>() -> Matrices<M, N> {
+    assert!(M >= 2 && N > M && N <= POINTS.len() + 1);
+    let (r, finite) = (N + 1 - M, N - 1);
+    let mut a_t = [[0.0; N]; M];
     let mut g = [[0.0; N]; N];
     let mut b_t = [[0.0; N]; N];
     let mut i = 0;
-    while i < r {
+    while i < finite {
         let p = POINTS[i];
-        a_t[0][i] = 1.0;
-        a_t[1][i] = p;
+        let (mut k, mut power) = (0, 1.0);
+        while k < M {
+            a_t[k][i] = power;
+            power *= p;
+            k += 1;
+        }
         let mut scale = 1.0;
         let mut poly = [0.0; N];
         poly[0] = 1.0;
         let (mut degree, mut j) = (0, 0);
-        while j < r {
+        while j < finite {
             if j != i {
                 scale *= p - POINTS[j];
                 times_root(&mut poly, degree, POINTS[j]);
@@ -121,12 +139,12 @@ const fn matrices<const N: usize>() -> Matrices<N> {
         b_t[i] = poly;
         i += 1;
     }
-    a_t[1][N - 1] = 1.0;
+    a_t[M - 1][N - 1] = 1.0;
     g[N - 1][r - 1] = 1.0;
     let mut poly = [0.0; N];
     poly[0] = 1.0;
     let mut j = 0;
-    while j < r {
+    while j < finite {
         times_root(&mut poly, j, POINTS[j]);
         j += 1;
     }
@@ -134,24 +152,26 @@ const fn matrices<const N: usize>() -> Matrices<N> {
     Matrices { a_t, g, b_t }
 }
 
-/// The transforms of F(2, r), row-major: `a_t` (`2 × n`), `g` (`n × r`), `b_t` (`n × n`).
+/// The transforms of F(m, r), row-major: `a_t` (`m × n`), `g` (`n × r`), `b_t` (`n × n`).
 ///
 /// ```
 /// use convlab::conv2d::winograd::Transforms;
 ///
 /// // Two outputs of a 3-tap correlation from 4 products instead of 6.
-/// let t = Transforms::new(3).unwrap();
+/// let t = Transforms::new(2, 3).unwrap();
 /// let (d, g) = ([1.0, 2.0, 3.0, 4.0], [0.5, -1.0, 2.0]);
 /// let y = t.correlate(&d, &g);
 /// assert_eq!(y, [0.5 - 2.0 + 6.0, 1.0 - 3.0 + 8.0]);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transforms {
+    /// Outputs `m`.
+    pub m: usize,
     /// Filter taps `r`.
     pub r: usize,
-    /// Tile inputs and products, `n = r + 1`.
+    /// Tile inputs and products, `n = m + r − 1`.
     pub n: usize,
-    /// `Aᵀ`, `2 × n`.
+    /// `Aᵀ`, `m × n`.
     pub a_t: Vec<f64>,
     /// `G`, `n × r`.
     pub g: Vec<f64>,
@@ -160,35 +180,41 @@ pub struct Transforms {
 }
 
 impl Transforms {
-    /// The transforms for an `r`-tap filter, `2 ≤ r ≤ 5` (the points 0, 1, −1, 2, −1/2); `None`
-    /// for other sizes.
-    pub fn new(r: usize) -> Option<Transforms> {
-        fn flat<const N: usize>(m: Matrices<N>) -> Transforms {
-            let r = N - 1;
+    /// The transforms of F(m, r) for `m` outputs of an `r`-tap filter, `2 ≤ m ≤ 3` and
+    /// `2 ≤ r ≤ 5` (the points 0, 1, −1, 2, −1/2, −2, the first `m + r − 2` of them); `None` for
+    /// other sizes.
+    pub fn new(m: usize, r: usize) -> Option<Transforms> {
+        fn flat<const M: usize, const N: usize>(t: Matrices<M, N>) -> Transforms {
+            let r = N + 1 - M;
             Transforms {
+                m: M,
                 r,
                 n: N,
-                a_t: m.a_t.concat(),
-                g: m.g.iter().flat_map(|row| row[..r].to_vec()).collect(),
-                b_t: m.b_t.concat(),
+                a_t: t.a_t.concat(),
+                g: t.g.iter().flat_map(|row| row[..r].to_vec()).collect(),
+                b_t: t.b_t.concat(),
             }
         }
-        match r {
-            2 => Some(flat(matrices::<3>())),
-            3 => Some(flat(matrices::<4>())),
-            4 => Some(flat(matrices::<5>())),
-            5 => Some(flat(matrices::<6>())),
+        match (m, r) {
+            (2, 2) => Some(flat(matrices::<2, 3>())),
+            (2, 3) => Some(flat(matrices::<2, 4>())),
+            (2, 4) => Some(flat(matrices::<2, 5>())),
+            (2, 5) => Some(flat(matrices::<2, 6>())),
+            (3, 2) => Some(flat(matrices::<3, 4>())),
+            (3, 3) => Some(flat(matrices::<3, 5>())),
+            (3, 4) => Some(flat(matrices::<3, 6>())),
+            (3, 5) => Some(flat(matrices::<3, 7>())),
             _ => None,
         }
     }
 
-    /// `y = Aᵀ [(G g) ⊙ (Bᵀ d)]`: the two outputs `y[i] = Σ_k g[k]·d[i + k]` from `n` products.
+    /// `y = Aᵀ [(G g) ⊙ (Bᵀ d)]`: the `m` outputs `y[i] = Σ_k g[k]·d[i + k]` from `n` products.
     /// Panics unless `d` has `n` values and `g` has `r`.
-    pub fn correlate(&self, d: &[f64], g: &[f64]) -> [f64; 2] {
-        let (n, r) = (self.n, self.r);
+    pub fn correlate(&self, d: &[f64], g: &[f64]) -> Vec<f64> {
+        let (m, n, r) = (self.m, self.n, self.r);
         assert!(
             d.len() == n && g.len() == r,
-            "d has n = r + 1 values, g has r"
+            "d has n = m + r − 1 values, g has r"
         );
         let products: Vec<f64> = (0..n)
             .map(|xi| {
@@ -197,27 +223,22 @@ impl Transforms {
                 filter * data
             })
             .collect();
-        [0, 1].map(|i| (0..n).map(|xi| self.a_t[i * n + xi] * products[xi]).sum())
+        (0..m)
+            .map(|i| (0..n).map(|xi| self.a_t[i * n + xi] * products[xi]).sum())
+            .collect()
     }
 }
 
 /// Whether the route takes `c_out` filters of `kernel` taps over `c_in` channels: a square
-/// kernel in [`KERNELS`], 16 channels or more in and out, and for 5 × 5 at least as many
-/// outputs as inputs. The input transform's cost grows with `C_in` and the products' saving
-/// with `C_in·C_out`: F(2×2, 5×5) measured no faster than the direct kernels for 64 channels
-/// into 32 (the input gradient of the course's second layer), and faster for 32 into 64.
+/// kernel in [`KERNELS`] and 16 channels or more in and out.
 fn takes_filters([kh, kw]: [usize; 2], c_in: usize, c_out: usize) -> bool {
-    kh == kw
-        && KERNELS.contains(&kh)
-        && c_in >= MIN_CHANNELS
-        && c_out >= MIN_CHANNELS
-        && (kh == 3 || c_out >= c_in)
+    kh == kw && KERNELS.contains(&kh) && c_in >= MIN_CHANNELS && c_out >= MIN_CHANNELS
 }
 
-/// [`super::fast::conv2d`] by F(2×2, r×r), or `Ok(None)` where it does not apply (no AVX-512,
-/// not `f32`, not one group at stride 1 and dilation 1, not a square kernel in [`KERNELS`]
-/// with 16 channels or more in and out and, for 5 × 5, no fewer output channels than input
-/// channels) or when an output is not finite. Shapes are checked first.
+/// [`super::fast::conv2d`] by F(2×2, 3×3) or F(3×3, 5×5), or `Ok(None)` where it does not
+/// apply (no AVX-512, not `f32`, not one group at stride 1 and dilation 1, not a square kernel
+/// in [`KERNELS`] with 16 channels or more in and out) or when an output is not finite. Shapes
+/// are checked first.
 pub fn conv2d<T: Scalar>(
     x: ArrayView4<T>,
     w: ArrayView4<T>,
@@ -275,8 +296,8 @@ pub(super) fn forward(
         return None;
     }
     match kh {
-        3 => run::<4>(x, w, b, pads, output),
-        5 => run::<6>(x, w, b, pads, output),
+        3 => run::<2, 4>(x, w, b, pads, output),
+        5 => run::<3, 7>(x, w, b, pads, output),
         _ => None,
     }
 }
@@ -284,9 +305,9 @@ pub(super) fn forward(
 /// `U[ξ][c][o] = (G g_{o,c} Gᵀ)[ξ]`, computed in `f64` and rounded once: output channels
 /// side by side, so that a product tile reads the weights of its run of channels for each input
 /// channel in order. Sixteen filters at a time, their taps transposed in registers.
-fn transform_weights<const N: usize>(w: ArrayView4<f32>) -> Scratch<f32> {
+fn transform_weights<const M: usize, const N: usize>(w: ArrayView4<f32>) -> Scratch<f32> {
     let (c_out, c_in, _, _) = w.dim();
-    let r = N - 1;
+    let r = N + 1 - M;
     assert!(r * r <= 2 * LANES);
     // The filters' taps are read as one slice.
     let w = w.as_standard_layout();
@@ -313,7 +334,7 @@ fn transform_weights<const N: usize>(w: ArrayView4<f32>) -> Scratch<f32> {
                 // SAFETY: AVX-512F was detected; the kernel reads the `r²` taps of `count`
                 // filters `c_in·r²` apart from `first`, inside `w`, and writes `count` elements
                 // at `ξ·plane` for `ξ < N²`, inside `dst` (asserted above).
-                unsafe { avx512::filters::<N>(&job) }
+                unsafe { avx512::filters::<M, N>(&job) }
             }
             #[cfg(not(target_arch = "x86_64"))]
             unreachable!("the Winograd route runs only where is_available() holds");
@@ -324,7 +345,7 @@ fn transform_weights<const N: usize>(w: ArrayView4<f32>) -> Scratch<f32> {
 
 /// [`forward`] for `N = r + 1`: jobs of a few images each, and in each job blocks of tile rows
 /// that go through the three steps (input transform, products, output transform) together.
-fn run<const N: usize>(
+fn run<const M: usize, const N: usize>(
     x: ArrayView4<f32>,
     w: ArrayView4<f32>,
     b: Option<ArrayView1<f32>>,
@@ -345,16 +366,25 @@ fn run<const N: usize>(
     let tiles: Vec<Vec<(usize, usize)>> = (1..=MAX_VECTORS)
         .map(|vectors| pieces(c_out, max_channels(vectors)))
         .collect();
-    let u = transform_weights::<N>(w);
+    let u = transform_weights::<M, N>(w);
     let bias: Vec<f32> = b.map_or_else(|| vec![0.0; c_out], |b| b.to_vec());
-    let (th, tw) = (h_out.div_ceil(2), w_out.div_ceil(2));
+    let (th, tw) = (h_out.div_ceil(M), w_out.div_ceil(M));
+    // Whole registers of short tile rows (see `Unit`): a multiple of the rows a register
+    // takes.
+    let rows_per_unit = if tw <= part_tiles(M) {
+        (LANES / tw).min(parts(M))
+    } else {
+        1
+    };
+    let rows_per_block = (block_tiles(M) / tw / rows_per_unit).max(1) * rows_per_unit;
+    // Jobs of whole blocks where the images allow (a short block wastes lanes of the
+    // products: 2 images of L2 per job ran 15 % slower than 6), and a block's tiles or more,
+    // but enough jobs for every thread.
     let threads = rayon::current_num_threads();
-    let images_per_job = BLOCK_TILES
-        .div_ceil(th * tw)
+    let images_per_job = (rows_per_block / gcd(rows_per_block, th))
+        .max(block_tiles(M).div_ceil(th * tw))
         .min(batch.div_ceil(threads))
         .max(1);
-    // An even number of tile rows, so that rows of 8 tiles or fewer pair up in a register.
-    let rows_per_block = (BLOCK_TILES / tw).max(2) / 2 * 2;
     // Each position's plane of tiles starts on a cache line, so that the products' registers
     // of 16 tiles are whole lines.
     let most = (rows_per_block * tw).next_multiple_of(LANES);
@@ -382,18 +412,12 @@ fn run<const N: usize>(
             for block in tile_rows.chunks(rows_per_block) {
                 let p = block.len() * tw;
                 let plane = p.next_multiple_of(LANES);
-                let units = Unit::plan(block.len(), tw, left, width);
+                let units = Unit::plan(block.len(), tw, M, left, width);
                 let places: Vec<Place> = units
                     .iter()
                     .map(|unit| {
-                        Place::new(
-                            unit,
-                            block,
-                            [top, h],
-                            [h_out, w_out],
-                            first * image_out,
-                            image_out,
-                        )
+                        let starts = [first * image_out, image_out];
+                        Place::new(unit, block, [top, h], [h_out, w_out], M, starts)
                     })
                     .collect();
                 // 1. The input tiles: V[c][ξ][tile], a channel's positions side by side.
@@ -401,10 +425,10 @@ fn run<const N: usize>(
                 for (unit, place) in units.iter().zip(&places) {
                     let planes = place
                         .inputs
-                        .map(|half| half.map(|(image, _)| image * c_in * h * width));
+                        .map(|part| part.map(|(image, _)| image * c_in * h * width));
                     let channels = [c_in, h * width, nnp];
                     let dst = &mut v[unit.p0..];
-                    input::<N>(x, planes, unit, &place.inputs, channels, dst, plane);
+                    input::<M, N>(x, planes, unit, &place.inputs, channels, dst, plane);
                 }
                 // 2. The products, one per tile position ξ:
                 // M[o][ξ][tile] = Σ_c U[ξ][c][o]·V[c][ξ][tile].
@@ -444,7 +468,7 @@ fn run<const N: usize>(
                 for (unit, place) in units.iter().zip(&places) {
                     let channels = [c_out, nnp, h_out * w_out];
                     let src = &m[unit.p0..];
-                    if !output::<N>(src, plane, unit, &bias, channels, place, dst) {
+                    if !output::<M, N>(src, plane, unit, &bias, channels, place, dst) {
                         not_finite.store(true, Ordering::Relaxed);
                     }
                 }
@@ -456,6 +480,11 @@ fn run<const N: usize>(
         return None;
     }
     Some(out)
+}
+
+/// The greatest common divisor of `a` and `b`.
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// Fewest tiles per job of the weight gradient.
@@ -594,16 +623,16 @@ fn weight_run<const N: usize>(
                     let p = block.len() * tw;
                     let nnp = N * N * p;
                     // 1. The input tiles: V[c][ξ][tile], as in the forward.
-                    let units = Unit::plan(block.len(), tw, left, width);
+                    let units = Unit::plan(block.len(), tw, 2, left, width);
                     let inputs: Vec<Inputs> = units
                         .iter()
-                        .map(|unit| Place::inputs(unit, block, [top, h]))
+                        .map(|unit| Place::inputs(unit, block, [top, h], 2))
                         .collect();
                     for (unit, inputs) in units.iter().zip(&inputs) {
                         let planes =
-                            inputs.map(|half| half.map(|(image, _)| image * c_in * h * width));
+                            inputs.map(|part| part.map(|(image, _)| image * c_in * h * width));
                         let channels = [c_in, h * width, nnp];
-                        input::<N>(x, planes, unit, inputs, channels, &mut v[unit.p0..], p);
+                        input::<2, N>(x, planes, unit, inputs, channels, &mut v[unit.p0..], p);
                     }
                     // 2. The gradient's tiles, channels last: U[ξ][tile][o] = (A g_o Aᵀ)[ξ].
                     for (k, &(image, a)) in block.iter().enumerate() {
@@ -667,7 +696,7 @@ fn weight_run<const N: usize>(
             }
         });
     let total = &*total;
-    let m = const { matrices::<N>() };
+    let m = const { matrices::<2, N>() };
     let per_channel: Vec<Vec<f32>> = (0..c_in)
         .into_par_iter()
         .map(|c| {
@@ -838,37 +867,70 @@ impl ProductJob<'_> {
 /// Zero biases for the products' row tiles.
 static ZEROS: [f32; LANES] = [0.0; LANES];
 
-/// One register of neighbouring tiles in a block: lanes `0..half` are tiles from `b0[0]` of the
-/// block's tile row `rows[0]`, lanes `half..count` tiles from `b0[1]` of tile row `rows[1]`.
-/// Rows of more than 8 tiles take 16 at a time, 8 per half (the halves are one run of the same
-/// row); shorter rows pair up, two tile rows in a register.
+/// Most parts of a register (see [`Unit`]).
+const MAX_PARTS: usize = 3;
+
+/// Most tiles of a part for `m` outputs per tile: a part's outputs fill at most one register of
+/// each output row (`m·tiles ≤ 16`).
+const fn part_tiles(m: usize) -> usize {
+    LANES / m
+}
+
+/// Parts of a register for `m` outputs per tile: as many parts as whole parts fit.
+const fn parts(m: usize) -> usize {
+    let parts = LANES / part_tiles(m);
+    if parts < MAX_PARTS { parts } else { MAX_PARTS }
+}
+
+/// One register of neighbouring tiles in a block, in parts: part `h` holds `tiles[h]` tiles
+/// from tile `b0[h]` of the block's tile row `rows[h]`, in lanes `lane[h]..`. A tile row is cut
+/// into parts of at most [`part_tiles`] tiles, and a register takes the next parts in order
+/// while they fit: rows of 16 tiles or more take two parts of 8 (`m = 2`), shorter rows share a
+/// register, such as three rows of 5 tiles.
 ///
-/// Patch column `v` of a half is the even lanes of a load of 16 columns from `col[half] + v`,
-/// `col` being its first tile's column 0 (negative in the left padding); `masks[v]` keeps the
-/// lanes of each half's load inside the row's `0..width`.
+/// Patch column `v` of a part is lanes `0, m, 2m, …` of a load of 16 columns from
+/// `col[h] + v`, `col` being its first tile's column 0 (negative in the left padding);
+/// `masks[v][h]` keeps the lanes of the load inside the row's `0..width`, and `gather` puts
+/// the parts' lanes in place (see [`avx512::input`]).
 #[derive(Debug, Clone)]
 struct Unit {
     p0: usize,
     count: usize,
-    half: usize,
-    rows: [usize; 2],
-    b0: [usize; 2],
-    col: [isize; 2],
+    parts: usize,
+    rows: [usize; MAX_PARTS],
+    b0: [usize; MAX_PARTS],
+    tiles: [usize; MAX_PARTS],
+    lane: [usize; MAX_PARTS],
+    col: [isize; MAX_PARTS],
     width: usize,
-    masks: [[u16; 2]; MAX_N],
+    masks: [[u16; MAX_PARTS]; MAX_N],
+    gather: [[i32; LANES]; 2],
 }
 
 impl Unit {
+    /// A register of `parts`, each `(tile row, first tile, tiles)`, for `m` outputs per tile;
+    /// its first tile is tile `p0` of the block.
     fn new(
         p0: usize,
-        count: usize,
-        half: usize,
-        rows: [usize; 2],
-        b0: [usize; 2],
+        parts: &[(usize, usize, usize)],
+        m: usize,
         left: usize,
         width: usize,
     ) -> Unit {
-        let col = b0.map(|b| (2 * b) as isize - left as isize);
+        assert!((1..=MAX_PARTS).contains(&parts.len()));
+        let mut unit = Unit {
+            p0,
+            count: 0,
+            parts: parts.len(),
+            rows: [0; MAX_PARTS],
+            b0: [0; MAX_PARTS],
+            tiles: [0; MAX_PARTS],
+            lane: [0; MAX_PARTS],
+            col: [0; MAX_PARTS],
+            width,
+            masks: [[0; MAX_PARTS]; MAX_N],
+            gather: [std::array::from_fn(|k| k as i32); 2],
+        };
         // Lanes `k < 16` of a load from column `start` that fall inside `0..width`.
         let inside = |start: isize| {
             let lo = (-start).clamp(0, LANES as isize);
@@ -878,69 +940,77 @@ impl Unit {
             }
             (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
         };
-        let second = count > half;
-        let masks = std::array::from_fn(|v| {
-            let v = v as isize;
-            [
-                inside(col[0] + v),
-                if second { inside(col[1] + v) } else { 0 },
-            ]
-        });
-        Unit {
-            p0,
-            count,
-            half,
-            rows,
-            b0,
-            col,
-            width,
-            masks,
+        for (h, &(row, b0, tiles)) in parts.iter().enumerate() {
+            assert!(tiles >= 1 && m * (tiles - 1) < LANES);
+            let lane = unit.count;
+            unit.rows[h] = row;
+            unit.b0[h] = b0;
+            unit.tiles[h] = tiles;
+            unit.lane[h] = lane;
+            unit.col[h] = (m * b0) as isize - left as isize;
+            for (v, masks) in unit.masks.iter_mut().enumerate() {
+                masks[h] = inside(unit.col[h] + v as isize);
+            }
+            // Part 0 and 1 from the first two loads, part 2 into that from the third.
+            for k in lane..lane + tiles {
+                let at = (m * (k - lane)) as i32;
+                match h {
+                    0 => unit.gather[0][k] = at,
+                    1 => unit.gather[0][k] = LANES as i32 + at,
+                    _ => unit.gather[1][k] = LANES as i32 + at,
+                }
+            }
+            unit.count += tiles;
         }
+        assert!(unit.count <= LANES);
+        unit
     }
 
-    /// The registers of a block of `rows` tile rows of `tw` tiles, in the order of their tiles.
-    fn plan(rows: usize, tw: usize, left: usize, width: usize) -> Vec<Unit> {
-        let half = LANES / 2;
-        if tw <= half {
-            (0..rows)
-                .step_by(2)
-                .map(|k| {
-                    let count = tw * (rows - k).min(2);
-                    Unit::new(k * tw, count, tw, [k, k + 1], [0, 0], left, width)
-                })
-                .collect()
-        } else {
-            (0..rows)
-                .flat_map(|k| (0..tw).step_by(LANES).map(move |b| (k, b)))
-                .map(|(k, b)| {
-                    let count = LANES.min(tw - b);
-                    Unit::new(k * tw + b, count, half, [k, k], [b, b + half], left, width)
-                })
-                .collect()
+    /// The registers of a block of `rows` tile rows of `tw` tiles for `m` outputs per tile, in
+    /// the order of their tiles.
+    fn plan(rows: usize, tw: usize, m: usize, left: usize, width: usize) -> Vec<Unit> {
+        let step = part_tiles(m);
+        let mut units = Vec::new();
+        let most = parts(m);
+        let mut taken: Vec<(usize, usize, usize)> = Vec::new();
+        let (mut p0, mut count) = (0, 0);
+        for k in 0..rows {
+            for b in (0..tw).step_by(step) {
+                let tiles = step.min(tw - b);
+                if taken.len() == most || count + tiles > LANES {
+                    units.push(Unit::new(p0, &taken, m, left, width));
+                    taken.clear();
+                    (p0, count) = (k * tw + b, 0);
+                }
+                taken.push((k, b, tiles));
+                count += tiles;
+            }
         }
+        if !taken.is_empty() {
+            units.push(Unit::new(p0, &taken, m, left, width));
+        }
+        units
     }
 
-    /// Half `h`'s tile row, first tile and number of tiles; `None` when it holds none.
-    fn half(&self, h: usize) -> Option<(usize, usize, usize)> {
-        let tiles = if h == 0 {
-            self.count.min(self.half)
-        } else {
-            self.count.saturating_sub(self.half)
-        };
-        (tiles > 0).then_some((self.rows[h], self.b0[h], tiles))
+    /// Part `h`'s tile row, first tile and number of tiles; `None` when the unit has no part
+    /// `h`.
+    fn part(&self, h: usize) -> Option<(usize, usize, usize)> {
+        (h < self.parts).then(|| (self.rows[h], self.b0[h], self.tiles[h]))
     }
 }
 
-/// For each half of a unit, its image and the input row each patch row reads.
-type Inputs = [Option<(usize, [Option<usize>; MAX_N])>; 2];
+/// For each part of a unit, its image and the input row each patch row reads.
+type Inputs = [Option<(usize, [Option<usize>; MAX_N])>; MAX_PARTS];
 
-/// Where a unit's tiles lie in a block: for each half, the image and the input row each patch row
-/// reads (`None` in the padding), and the output rows it writes, `(slot, start, len)` with
-/// `slot = 2·half + row` and `start` the first element in the job's outputs for channel 0, in
-/// the order they lie there.
+/// One output row a unit writes: `(part, row in the tile, start, len)`, `start` being its first
+/// element in the job's outputs for channel 0.
+type OutputRow = (usize, usize, usize, usize);
+
+/// Where a unit's tiles lie in a block: for each part, the image and the input row each patch
+/// row reads (`None` in the padding), and the output rows it writes, in the order they lie there.
 struct Place {
     inputs: Inputs,
-    outputs: [(usize, usize, usize); 4],
+    outputs: [OutputRow; MAX_PARTS * MAX_M],
     count: usize,
 }
 
@@ -950,25 +1020,25 @@ impl Place {
         block: &[(usize, usize)],
         [top, h]: [usize; 2],
         [h_out, w_out]: [usize; 2],
-        job_start: usize,
-        image_out: usize,
+        m: usize,
+        [job_start, image_out]: [usize; 2],
     ) -> Place {
-        let inputs = Place::inputs(unit, block, [top, h]);
-        let mut outputs = [(0, 0, 0); 4];
+        let inputs = Place::inputs(unit, block, [top, h], m);
+        let mut outputs = [(0, 0, 0, 0); MAX_PARTS * MAX_M];
         let mut count = 0;
-        for slot in 0..4 {
-            let Some((k, b0, tiles)) = unit.half(slot / 2) else {
-                continue;
-            };
+        for part in 0..unit.parts {
+            let (k, b0, tiles) = (unit.rows[part], unit.b0[part], unit.tiles[part]);
             let (image, a) = block[k];
-            let row = 2 * a + slot % 2;
-            if row < h_out {
-                let start = image * image_out - job_start + row * w_out + 2 * b0;
-                outputs[count] = (slot, start, (2 * tiles).min(w_out - 2 * b0));
-                count += 1;
+            for i in 0..m {
+                let row = m * a + i;
+                if row < h_out {
+                    let start = image * image_out - job_start + row * w_out + m * b0;
+                    outputs[count] = (part, i, start, (m * tiles).min(w_out - m * b0));
+                    count += 1;
+                }
             }
         }
-        outputs[..count].sort_by_key(|&(_, start, _)| start);
+        outputs[..count].sort_by_key(|&(_, _, start, _)| start);
         Place {
             inputs,
             outputs,
@@ -976,13 +1046,13 @@ impl Place {
         }
     }
 
-    /// For each half of `unit`, its image and the input row each patch row reads (`None` in the
-    /// padding).
-    fn inputs(unit: &Unit, block: &[(usize, usize)], [top, h]: [usize; 2]) -> Inputs {
-        [0, 1].map(|half| {
-            let (k, _, _) = unit.half(half)?;
+    /// For each part of `unit`, its image and the input row each patch row reads (`None` in
+    /// the padding), for `m` outputs per tile.
+    fn inputs(unit: &Unit, block: &[(usize, usize)], [top, h]: [usize; 2], m: usize) -> Inputs {
+        std::array::from_fn(|part| {
+            let (k, _, _) = unit.part(part)?;
             let (image, a) = block[k];
-            let rows = std::array::from_fn(|u| (2 * a + u).checked_sub(top).filter(|&i| i < h));
+            let rows = std::array::from_fn(|u| (m * a + u).checked_sub(top).filter(|&i| i < h));
             Some((image, rows))
         })
     }
@@ -991,13 +1061,13 @@ impl Place {
 /// Strides between the channels of a transform: `[channels, source, destination]`.
 type Channels = [usize; 3];
 
-/// Transform the tiles of `unit` for `channels` channels (`[channels, source, destination]`):
-/// for channel `c`, half `h` reads the rows `inputs` gives of the plane of `x` that starts at
-/// `planes[h] + c·source` (rows of the unit's `width`), and `V[ξ][t]` goes to
+/// Transform the tiles of `unit` for `channels` channels (`[channels, source, destination]`)
+/// with F(M, N + 1 − M): for channel `c`, part `h` reads the rows `inputs` gives of the plane of
+/// `x` that starts at `planes[h] + c·source` (rows of the unit's `width`), and `V[ξ][t]` goes to
 /// `dst[c·destination + ξ·plane + t]` for the unit's `count` tiles.
-fn input<const N: usize>(
+fn input<const M: usize, const N: usize>(
     x: &[f32],
-    planes: [Option<usize>; 2],
+    planes: [Option<usize>; MAX_PARTS],
     unit: &Unit,
     inputs: &Inputs,
     [channels, source, destination]: Channels,
@@ -1005,13 +1075,13 @@ fn input<const N: usize>(
     plane: usize,
 ) {
     let count = unit.count;
-    assert!((1..=LANES).contains(&count) && (1..=LANES / 2).contains(&unit.half) && N <= MAX_N);
+    assert!((1..=LANES).contains(&count) && unit.parts <= parts(M) && M <= MAX_M && N <= MAX_N);
     assert!(
         channels > 0 && (channels - 1) * destination + (N * N - 1) * plane + count <= dst.len()
     );
     let last = (channels - 1) * source;
-    let mut rows = [[std::ptr::null(); MAX_N]; 2];
-    for (half, (start, source)) in planes.iter().zip(inputs).enumerate() {
+    let mut rows = [[std::ptr::null(); MAX_N]; MAX_PARTS];
+    for (part, (start, source)) in planes.iter().zip(inputs).enumerate() {
         let (Some(start), Some((_, lines))) = (start, source) else {
             continue;
         };
@@ -1019,7 +1089,7 @@ fn input<const N: usize>(
             if let Some(line) = line {
                 let at = start + line * unit.width;
                 assert!(at + last + unit.width <= x.len());
-                rows[half][u] = x[at..].as_ptr();
+                rows[part][u] = x[at..].as_ptr();
             }
         }
     }
@@ -1030,7 +1100,7 @@ fn input<const N: usize>(
             rows,
             col: unit.col,
             masks: unit.masks,
-            half: unit.half,
+            gather: unit.gather,
             count,
             channels,
             source,
@@ -1039,20 +1109,20 @@ fn input<const N: usize>(
             plane,
         };
         // SAFETY: AVX-512F was detected; for each channel the kernel reads only the lanes
-        // `Unit::new` keeps in each half's rows (inside their `width` elements, which every
+        // `Unit::new` keeps in each part's rows (inside their `width` elements, which every
         // row of every channel has in `x`: asserted above for the last), and writes `count`
         // elements at `c·destination + ξ·plane` for `ξ < N²`, inside `dst` (asserted above).
-        unsafe { avx512::input::<N>(&job) }
+        unsafe { avx512::input::<M, N>(&job) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("the Winograd route runs only where is_available() holds");
 }
 
-/// Transform the tiles of `unit` back for `channels` output channels (`[channels, source,
-/// destination]`): `src[c·source + ξ·plane + t]` holds `M[ξ][t]` of channel `c`; writes
-/// `Y + bias[c]` to the output rows `place` gives in `dst` for channel 0, `c·destination`
-/// further on for channel `c`. Whether every output written is finite.
-fn output<const N: usize>(
+/// Transform the tiles of `unit` back with F(M, N + 1 − M) for `channels` output channels
+/// (`[channels, source, destination]`): `src[c·source + ξ·plane + t]` holds `M[ξ][t]` of
+/// channel `c`; writes `Y + bias[c]` to the output rows `place` gives in `dst` for channel 0,
+/// `c·destination` further on for channel `c`. Whether every output written is finite.
+fn output<const M: usize, const N: usize>(
     src: &[f32],
     plane: usize,
     unit: &Unit,
@@ -1061,16 +1131,15 @@ fn output<const N: usize>(
     place: &Place,
     dst: &mut [f32],
 ) -> bool {
-    let (count, half) = (unit.count, unit.half);
-    assert!((1..=LANES).contains(&count) && (1..=LANES / 2).contains(&half) && N <= MAX_N);
+    let count = unit.count;
+    assert!((1..=LANES).contains(&count) && unit.parts <= parts(M) && M <= MAX_M && N <= MAX_N);
     assert!(channels > 0 && channels <= bias.len());
     assert!((channels - 1) * source + (N * N - 1) * plane + count <= src.len());
-    let mut cols = [0; 2];
-    let mut rows = [[std::ptr::null_mut(); 2]; 2];
-    for &(slot, start, len) in &place.outputs[..place.count] {
-        let (h, i) = (slot / 2, slot % 2);
-        let tiles = unit.half(h).map_or(0, |(_, _, tiles)| tiles);
-        assert!(len <= 2 * tiles && (cols[h] == 0 || cols[h] == len));
+    let mut cols = [0; MAX_PARTS];
+    let mut rows = [[std::ptr::null_mut(); MAX_M]; MAX_PARTS];
+    for &(h, i, start, len) in &place.outputs[..place.count] {
+        assert!(h < unit.parts && i < M);
+        assert!(len <= M * unit.tiles[h] && (cols[h] == 0 || cols[h] == len));
         assert!(start + (channels - 1) * destination + len <= dst.len());
         cols[h] = len;
         rows[h][i] = dst[start..].as_mut_ptr();
@@ -1082,7 +1151,7 @@ fn output<const N: usize>(
             src: src.as_ptr(),
             plane,
             count,
-            half,
+            lane: unit.lane,
             bias: bias.as_ptr(),
             channels,
             source,
@@ -1092,9 +1161,9 @@ fn output<const N: usize>(
         };
         // SAFETY: AVX-512F was detected; for each channel `c` the kernel reads `count` elements
         // at `c·source + ξ·plane` for `ξ < N²`, inside `src`, reads `bias[c]`, and writes the
-        // first `cols[h]` elements of each row of half `h` that is not null, `c·destination`
-        // past its channel-0 start, inside `dst` (all asserted above).
-        unsafe { avx512::output::<N>(&job) }
+        // first `cols[h]` elements (at most 16) of each row of part `h` that is not null,
+        // `c·destination` past its channel-0 start, inside `dst` (all asserted above).
+        unsafe { avx512::output::<M, N>(&job) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("the Winograd route runs only where is_available() holds");
@@ -1105,10 +1174,10 @@ fn output<const N: usize>(
 #[cfg(target_arch = "x86_64")]
 macro_rules! unrolled {
     ($i:ident < $n:expr => $body:block) => {
-        unrolled!(@ $i, $n, $body, [0 1 2 3 4 5])
+        unrolled!(@ $i, $n, $body, [0 1 2 3 4 5 6])
     };
     (@ $i:ident, $n:expr, $body:block, [$($k:literal)*]) => {
-        const { assert!(MAX_N == 6, "unrolled! writes out indices below MAX_N") };
+        const { assert!(MAX_N == 7, "unrolled! writes out indices below MAX_N") };
         $(
             if $k < $n {
                 let $i: usize = $k;
@@ -1121,29 +1190,15 @@ macro_rules! unrolled {
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::super::direct::avx512::transpose;
-    use super::{LANES, MAX_N, matrices};
+    use super::{LANES, MAX_M, MAX_N, MAX_PARTS, matrices, parts};
     use std::arch::x86_64::*;
-
-    /// The even lanes of `a` in lanes `0..half`, those of `b` in lanes `half..16`.
-    #[target_feature(enable = "avx512f")]
-    fn evens(half: usize) -> __m512i {
-        let lanes: [i32; LANES] = std::array::from_fn(|t| {
-            if t < half {
-                2 * t as i32
-            } else {
-                (LANES + 2 * (t - half)) as i32
-            }
-        });
-        // SAFETY: an unaligned load of 16 i32 from an array of 16.
-        unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) }
-    }
 
     /// An input transform's pointers (see [`super::input`]).
     pub(super) struct Input {
-        pub rows: [[*const f32; MAX_N]; 2],
-        pub col: [isize; 2],
-        pub masks: [[u16; 2]; MAX_N],
-        pub half: usize,
+        pub rows: [[*const f32; MAX_N]; MAX_PARTS],
+        pub col: [isize; MAX_PARTS],
+        pub masks: [[u16; MAX_PARTS]; MAX_N],
+        pub gather: [[i32; LANES]; 2],
         pub count: usize,
         pub channels: usize,
         pub source: usize,
@@ -1152,10 +1207,11 @@ mod avx512 {
         pub plane: usize,
     }
 
-    /// For each channel `c < channels`: `V[ξ][ν][t] = Σ_{u,v} Bᵀ[ξ][u] d_t[u][v] Bᵀ[ν][v]` for
-    /// 16 tiles `t`, where for the tiles `t` of half `h` (lanes `h·half..`)
-    /// `d_t[u][v] = rows[h][u][c·source + col[h] + 2(t − h·half) + v]` (zero where
-    /// `masks[v][h]` leaves the lane out and for null rows), stored to
+    /// For each channel `c < channels`: `V[ξ][ν][t] = Σ_{u,v} Bᵀ[ξ][u] d_t[u][v] Bᵀ[ν][v]` with
+    /// the `Bᵀ` of F(M, N + 1 − M) for 16 tiles `t`: load `h` holds
+    /// `rows[h][u][c·source + col[h] + v + k]` in lane `k` (zero where `masks[v][h]` leaves
+    /// the lane out and for null rows), and `d_t[u][v]` is lane `t` of the permutation of
+    /// loads 0 and 1 by `gather[0]`, then of that and load 2 by `gather[1]`; stored to
     /// `dst[c·destination + (ξ·N + ν)·plane + t]` for `t < count`. The constant matrices' zeros
     /// are skipped when the code is generated.
     ///
@@ -1164,13 +1220,17 @@ mod avx512 {
     /// in its row when the row is not null, and `dst` must hold
     /// `(channels − 1)·destination + (N² − 1)·plane + count`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn input<const N: usize>(t: &Input) {
-        let m = const { matrices::<N>() };
-        let evens = evens(t.half);
+    pub(super) unsafe fn input<const M: usize, const N: usize>(t: &Input) {
+        let m = const { matrices::<M, N>() };
+        let parts = const { parts(M) };
+        // SAFETY: unaligned loads of 16 i32 from arrays of 16.
+        let gather = t
+            .gather
+            .map(|lanes| unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) });
         let store = ((1u32 << t.count) - 1) as __mmask16;
-        // Rows of the tile that some half reads; the others are zero and drop out of the sums.
+        // Rows of the tile that some part reads; the others are zero and drop out of the sums.
         let present: [bool; N] =
-            std::array::from_fn(|u| !(t.rows[0][u].is_null() && t.rows[1][u].is_null()));
+            std::array::from_fn(|u| t.rows[..parts].iter().any(|rows| !rows[u].is_null()));
         for c in 0..t.channels {
             let mut e = [[_mm512_setzero_ps(); N]; N];
             // SAFETY: the loads are masked to the lanes `masks` keeps in channel `c`'s rows (the
@@ -1181,17 +1241,21 @@ mod avx512 {
                     if present[u] {
                         let mut d = [_mm512_setzero_ps(); N];
                         unrolled!(v < N => {
-                            let mut halves = [_mm512_setzero_ps(); 2];
-                            for (h, half) in halves.iter_mut().enumerate() {
+                            let mut loads = [_mm512_setzero_ps(); MAX_PARTS];
+                            for (h, load) in loads.iter_mut().enumerate().take(parts) {
                                 let row = t.rows[h][u];
                                 if !row.is_null() {
                                     let start = row
                                         .wrapping_add(c * t.source)
                                         .wrapping_offset(t.col[h] + v as isize);
-                                    *half = _mm512_maskz_loadu_ps(t.masks[v][h], start);
+                                    *load = _mm512_maskz_loadu_ps(t.masks[v][h], start);
                                 }
                             }
-                            d[v] = _mm512_permutex2var_ps(halves[0], evens, halves[1]);
+                            let mut value = _mm512_permutex2var_ps(loads[0], gather[0], loads[1]);
+                            if parts > 2 {
+                                value = _mm512_permutex2var_ps(value, gather[1], loads[2]);
+                            }
+                            d[v] = value;
                         });
                         // e[u][ν] = Σ_v d[u][v]·Bᵀ[ν][v].
                         unrolled!(nu < N => {
@@ -1250,39 +1314,48 @@ mod avx512 {
         pub src: *const f32,
         pub plane: usize,
         pub count: usize,
-        pub half: usize,
+        pub lane: [usize; MAX_PARTS],
         pub bias: *const f32,
         pub channels: usize,
         pub source: usize,
-        pub rows: [[*mut f32; 2]; 2],
+        pub rows: [[*mut f32; MAX_M]; MAX_PARTS],
         pub destination: usize,
-        pub cols: [usize; 2],
+        pub cols: [usize; MAX_PARTS],
     }
 
-    /// For each channel `c < channels`:
-    /// `rows[h][i][c·destination + 2t + j] = bias[c] + Σ_{ξ,ν} Aᵀ[i][ξ] M_s[ξ][ν] Aᵀ[j][ν]` for
-    /// the tiles `s = h·half + t` of half `h`, with
+    /// For each channel `c < channels`, with the `Aᵀ` of F(M, N + 1 − M):
+    /// `rows[h][i][c·destination + M·t + j] = bias[c] + Σ_{ξ,ν} Aᵀ[i][ξ] M_s[ξ][ν] Aᵀ[j][ν]`
+    /// for the tiles `s = lane[h] + t` of part `h`, with
     /// `M_s[ξ][ν] = src[c·source + (ξ·N + ν)·plane + s]` (`s < count`), writing the first
-    /// `cols[h]` columns of each row that is not null.
+    /// `cols[h]` columns (at most 16) of each row that is not null.
     /// Whether every value written is finite.
     ///
     /// # Safety
     /// The processor must have AVX-512F; `bias` must hold `channels` elements, `src`
-    /// `(channels − 1)·source + (N² − 1)·plane + count`, and each row of half `h` that is not
-    /// null `(channels − 1)·destination + cols[h]`.
+    /// `(channels − 1)·source + (N² − 1)·plane + count`, and each row of part `h` that is not
+    /// null `(channels − 1)·destination + cols[h]`, `cols[h] ≤ 16`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn output<const N: usize>(t: &Output) -> bool {
-        let m = const { matrices::<N>() };
+    pub(super) unsafe fn output<const M: usize, const N: usize>(t: &Output) -> bool {
+        let m = const { matrices::<M, N>() };
+        let parts = const { parts(M) };
         let lanes = ((1u32 << t.count) - 1) as __mmask16;
-        // Half `h`'s tiles of the even and odd columns, interleaved into `2·half` columns.
-        let interleave = [0, 1].map(|h| {
-            let base = h * t.half;
-            let lanes: [i32; LANES] = std::array::from_fn(|k| {
-                let tile = (base + k / 2).min(LANES - 1);
-                (tile + (k % 2) * LANES) as i32
-            });
+        // Part `h`'s tiles of output columns `j < M`, interleaved into `M·tiles` columns:
+        // columns `j < 2` from `y[0]` and `y[1]`, then column 2 from `y[2]`.
+        let index = |lanes: [i32; LANES]| {
             // SAFETY: an unaligned load of 16 i32 from an array of 16.
             unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) }
+        };
+        let interleave: [[__m512i; 2]; MAX_PARTS] = std::array::from_fn(|h| {
+            let tile = |k: usize| (t.lane[h] + k / M).min(LANES - 1) as i32;
+            let first = std::array::from_fn(|k| tile(k) + (LANES * (k % M).min(1)) as i32);
+            let second = std::array::from_fn(|k| {
+                if k % M == 2 {
+                    LANES as i32 + tile(k)
+                } else {
+                    k as i32
+                }
+            });
+            [index(first), index(second)]
         });
         let masks = t.cols.map(|cols| ((1u32 << cols) - 1) as __mmask16);
         let mut finite = true;
@@ -1293,7 +1366,7 @@ mod avx512 {
             unsafe {
                 let src = t.src.add(c * t.source);
                 // s[i][ν] = Σ_ξ Aᵀ[i][ξ]·M[ξ][ν].
-                let mut s = [[_mm512_setzero_ps(); N]; 2];
+                let mut s = [[_mm512_setzero_ps(); N]; M];
                 for xi in 0..N {
                     for nu in 0..N {
                         let v = _mm512_maskz_loadu_ps(lanes, src.add((xi * N + nu) * t.plane));
@@ -1307,7 +1380,7 @@ mod avx512 {
                 }
                 let bias = _mm512_set1_ps(*t.bias.add(c));
                 for (i, s_i) in s.iter().enumerate() {
-                    let mut y = [bias; 2];
+                    let mut y = [bias; M];
                     for (j, y_j) in y.iter_mut().enumerate() {
                         for (nu, &s_in) in s_i.iter().enumerate() {
                             let c = m.a_t[j][nu] as f32;
@@ -1316,12 +1389,15 @@ mod avx512 {
                             }
                         }
                     }
-                    for h in 0..2 {
+                    for h in 0..parts {
                         let row = t.rows[h][i];
                         if row.is_null() {
                             continue;
                         }
-                        let values = _mm512_permutex2var_ps(y[0], interleave[h], y[1]);
+                        let mut values = _mm512_permutex2var_ps(y[0], interleave[h][0], y[1]);
+                        if M > 2 {
+                            values = _mm512_permutex2var_ps(values, interleave[h][1], y[M - 1]);
+                        }
                         _mm512_mask_storeu_ps(row.add(c * t.destination), masks[h], values);
                         // v − v is NaN exactly where v is infinite or NaN.
                         let ordered =
@@ -1343,8 +1419,9 @@ mod avx512 {
         pub plane: usize,
     }
 
-    /// `u[(ξ·N + ν)·plane + o] = Σ_{k,l} G[ξ][k]·g_o[k][l]·G[ν][l]` in `f64`, rounded once, for
-    /// the filters `g_o[k][l] = w[o·filter + k·r + l]`, `o < count`, `r = N − 1`: the taps of
+    /// `u[(ξ·N + ν)·plane + o] = Σ_{k,l} G[ξ][k]·g_o[k][l]·G[ν][l]` in `f64`, rounded once, with
+    /// the `G` of F(M, r), for the filters `g_o[k][l] = w[o·filter + k·r + l]`, `o < count`,
+    /// `r = N + 1 − M`: the taps of
     /// 16 filters are transposed in registers (output channels in the lanes), widened to two
     /// registers of 8 `f64` and transformed by the constant matrices, whose zeros are skipped.
     ///
@@ -1352,9 +1429,9 @@ mod avx512 {
     /// The processor must have AVX-512F; `w` must hold `(count − 1)·filter + r²` elements, `u`
     /// `(N² − 1)·plane + count`; `1 ≤ count ≤ 16` and `r² ≤ 32`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn filters<const N: usize>(t: &Filters) {
-        let m = const { matrices::<N>() };
-        let r = N - 1;
+    pub(super) unsafe fn filters<const M: usize, const N: usize>(t: &Filters) {
+        let m = const { matrices::<M, N>() };
+        let r = N + 1 - M;
         let taps = r * r;
         let low = ((1u32 << taps.min(LANES)) - 1) as __mmask16;
         let high = ((1u32 << taps.saturating_sub(LANES)) - 1) as __mmask16;
@@ -1439,7 +1516,7 @@ mod avx512 {
     /// `dst` `(N² − 1)·plane + 16·vectors`.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn gradient<const N: usize>(t: &Gradient) {
-        let m = const { matrices::<N>() };
+        let m = const { matrices::<2, N>() };
         for k in 0..t.vectors {
             // SAFETY: the loads read 16 elements at `i·row + j·col + 16k < row + col + 16·vectors`
             // and the stores write 16 at `ξ·plane + 16k`, inside the slices (the caller's bounds).
@@ -1563,7 +1640,7 @@ mod tests {
     /// row of `Bᵀ` and `G` (their product is the same): points 0, 1, −1 and infinity.
     #[test]
     fn f2_3_matrices_are_the_known_ones() {
-        let t = Transforms::new(3).unwrap();
+        let t = Transforms::new(2, 3).unwrap();
         assert_eq!(t.a_t, [1.0, 1.0, 1.0, 0.0, 0.0, 1.0, -1.0, 1.0]);
         assert_eq!(
             t.g,
@@ -1577,8 +1654,8 @@ mod tests {
         );
     }
 
-    /// F(2, r) gives the two outputs of the formula for every `r` it is built for, on random
-    /// data in `f64` (exact up to rounding).
+    /// F(m, r) gives the `m` outputs of the formula for every `m` and `r` it is built for, on
+    /// random data in `f64` (exact up to rounding).
     #[test]
     fn minimal_filtering_equals_the_formula() {
         let mut seed = 7u64;
@@ -1588,17 +1665,26 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             (seed >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
         };
-        for r in 2..=5 {
-            let t = Transforms::new(r).unwrap();
-            for _ in 0..100 {
-                let d: Vec<f64> = (0..r + 1).map(|_| next()).collect();
-                let g: Vec<f64> = (0..r).map(|_| next()).collect();
-                let y = t.correlate(&d, &g);
-                for (i, &y_i) in y.iter().enumerate() {
-                    let formula: f64 = (0..r).map(|k| g[k] * d[i + k]).sum();
-                    assert!((y_i - formula).abs() < 1e-12, "r = {r}: {y_i} vs {formula}");
+        for m in 2..=3 {
+            for r in 2..=5 {
+                let t = Transforms::new(m, r).unwrap();
+                assert_eq!((t.m, t.r, t.n), (m, r, m + r - 1));
+                for _ in 0..100 {
+                    let d: Vec<f64> = (0..m + r - 1).map(|_| next()).collect();
+                    let g: Vec<f64> = (0..r).map(|_| next()).collect();
+                    let y = t.correlate(&d, &g);
+                    assert_eq!(y.len(), m);
+                    for (i, &y_i) in y.iter().enumerate() {
+                        let formula: f64 = (0..r).map(|k| g[k] * d[i + k]).sum();
+                        assert!(
+                            (y_i - formula).abs() < 1e-12,
+                            "F({m}, {r}): {y_i} vs {formula}"
+                        );
+                    }
                 }
             }
         }
+        assert_eq!(Transforms::new(4, 3), None);
+        assert_eq!(Transforms::new(2, 6), None);
     }
 }
