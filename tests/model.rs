@@ -393,3 +393,62 @@ fn summaries_of_the_course_models() {
     assert!(text.contains("Conv2d(1, 32, kernel_size=(3, 3)"), "{text}");
     assert!(text.lines().last().unwrap().contains("93,322"), "{text}");
 }
+
+/// A training step's backward ([`Sequential::backward_parameters`], which skips the first
+/// layer's `∂L/∂x`) leaves every parameter's gradient as the whole backward pass does, bit for
+/// bit: the course CNN, whose first layer takes the im2col route, and a model whose first layer
+/// has 16 channels in (the direct kernels and the Winograd weight gradient, where AVX-512 runs
+/// them).
+#[test]
+fn a_training_backward_gives_the_same_gradients_without_the_input_gradient() {
+    let wide = || -> Sequential<f32> {
+        let layers: Vec<Box<dyn Layer<f32>>> = vec![
+            Box::new(Conv2d::new(16, 16, [5, 5], Conv2dParams::default().padding(2)).unwrap()),
+            Box::new(ReLU::new()),
+            Box::new(Flatten::new()),
+            Box::new(Linear::new(16 * 8 * 8, 10).unwrap()),
+        ];
+        Sequential::new("wide", &[16, 8, 8], layers, Init::PyTorch, 3).unwrap()
+    };
+    type Build = Box<dyn Fn() -> Sequential<f32>>;
+    let cases: Vec<(Build, [usize; 4])> = vec![
+        (Box::new(|| course_cnn(0.0)), [3, 1, 28, 28]),
+        (Box::new(wide), [2, 16, 8, 8]),
+    ];
+    for (build, shape) in cases {
+        let x = ArrayD::from_shape_fn(IxDyn(&shape), |i| {
+            ((i[0] * 7 + i[1] * 5 + i[2] * 3 + i[3] * 11) % 17) as f32 / 8.0 - 1.0
+        });
+        let gradients = |parameters_only: bool| {
+            let mut model = build();
+            model.zero_grad();
+            let y = model.forward(x.clone(), Mode::Train { step: 0 }).unwrap();
+            let g = y.mapv(|v| v * 0.5 - 0.25);
+            if parameters_only {
+                model.backward_parameters(g, usize::MAX).unwrap();
+            } else {
+                model.backward(g).unwrap();
+            }
+            let owned: Vec<(String, ArrayD<f32>)> = model
+                .gradients()
+                .into_iter()
+                .map(|(name, g)| (name.to_string(), g.to_owned()))
+                .collect();
+            owned
+        };
+        let (whole, parameters) = (gradients(false), gradients(true));
+        assert_eq!(whole.len(), parameters.len());
+        for ((name, a), (other, b)) in whole.iter().zip(&parameters) {
+            assert_eq!(name, other);
+            assert!(
+                a.iter().any(|v| *v != 0.0),
+                "{name}: a gradient of zeros proves nothing"
+            );
+            let same = a
+                .iter()
+                .zip(b.iter())
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{name} differs");
+        }
+    }
+}

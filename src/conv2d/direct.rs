@@ -1063,7 +1063,8 @@ fn input_grad(
             kw - 1 - k_j,
         ]];
     }
-    // One group at stride 1: F(2×2, r×r) where it takes the shapes and every value is finite.
+    // One group at stride 1: Winograd (F(2×2, 3×3) or F(3×3, 5×5)) where it takes the shapes
+    // and every value is finite.
     let winograd = (plan.groups == 1 && plan.dilation == [1, 1])
         .then(|| {
             super::winograd::forward(
@@ -1129,6 +1130,31 @@ pub fn conv2d_backward<T: Scalar>(
     grad_out: ArrayView4<T>,
     params: Conv2dParams,
 ) -> Result<Option<Conv2dGrads<T>>> {
+    let grads = backward(x, w, grad_out, params, true)?;
+    Ok(grads.map(|grads| {
+        let (Some(input), weight, bias) = grads else {
+            unreachable!("the input's gradient was asked for")
+        };
+        Conv2dGrads {
+            input,
+            weight,
+            bias,
+        }
+    }))
+}
+
+/// The gradients of input (where `input` asks for it), weight and bias, for
+/// [`conv2d_backward`] and [`super::fast::conv2d_parameter_grads`].
+pub(super) type Grads<T> = (Option<Array4<T>>, Array4<T>, ndarray::Array1<T>);
+
+/// [`conv2d_backward`], with the input's gradient only where `input` asks for it.
+pub(super) fn backward<T: Scalar>(
+    x: ArrayView4<T>,
+    w: ArrayView4<T>,
+    grad_out: ArrayView4<T>,
+    params: Conv2dParams,
+    input: bool,
+) -> Result<Option<Grads<T>>> {
     let geo = ConvGeometry::conv2d(x.dim(), w.dim(), None, params)?;
     let [h_out, w_out] = geo.output;
     check_grad_shape(grad_out.shape(), &[geo.batch, geo.c_out, h_out, w_out])?;
@@ -1157,18 +1183,16 @@ pub fn conv2d_backward<T: Scalar>(
         .then(|| super::winograd::weight_grad(x, g, plan.kernel, [plan.top, plan.left]))
         .flatten();
     let weight = winograd.unwrap_or_else(|| weight_grad(x, g, &plan));
-    let input = input_grad(w, g, &plan, &transposed);
+    let input = input.then(|| input_grad(w, g, &plan, &transposed));
     let bias = super::fast::bias_grad(g);
-    Ok(
-        match (T::from_f32(input), T::from_f32(weight), T::from_f32(bias)) {
-            (Some(input), Some(weight), Some(bias)) => Some(Conv2dGrads {
-                input,
-                weight,
-                bias,
-            }),
-            _ => None,
-        },
-    )
+    let input = match input.map(T::from_f32) {
+        Some(None) => return Ok(None),
+        input => input.flatten(),
+    };
+    Ok(match (T::from_f32(weight), T::from_f32(bias)) {
+        (Some(weight), Some(bias)) => Some((input, weight, bias)),
+        _ => None,
+    })
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -281,6 +281,22 @@ pub fn conv2d_backward<T: Scalar>(
     }
 }
 
+/// The weight and bias gradients of [`conv2d_backward`], bit for bit, without the input's: for
+/// a first layer, whose input needs no gradient (PyTorch skips it for an input that does not
+/// require one).
+pub(crate) fn conv2d_parameter_grads<T: Scalar>(
+    x: ArrayView4<T>,
+    w: ArrayView4<T>,
+    grad_out: ArrayView4<T>,
+    params: Conv2dParams,
+) -> Result<(Array4<T>, Array1<T>)> {
+    let (_, weight, bias) = match super::direct::backward(x, w, grad_out, params, false)? {
+        Some(grads) => grads,
+        None => backward_with(DEFAULT_ENGINE, x, w, grad_out, params, false)?,
+    };
+    Ok((weight, bias))
+}
+
 /// [`conv2d_backward`] with the matrix products computed by `engine`.
 pub fn conv2d_backward_with<T: Scalar>(
     engine: Engine,
@@ -289,6 +305,23 @@ pub fn conv2d_backward_with<T: Scalar>(
     grad_out: ArrayView4<T>,
     params: Conv2dParams,
 ) -> Result<super::naive::Conv2dGrads<T>> {
+    let (input, weight, bias) = backward_with(engine, x, w, grad_out, params, true)?;
+    Ok(super::naive::Conv2dGrads {
+        input: input.expect("the input's gradient was asked for"),
+        weight,
+        bias,
+    })
+}
+
+/// [`conv2d_backward_with`], with the input's gradient only where `input` asks for it.
+fn backward_with<T: Scalar>(
+    engine: Engine,
+    x: ArrayView4<T>,
+    w: ArrayView4<T>,
+    grad_out: ArrayView4<T>,
+    params: Conv2dParams,
+    input: bool,
+) -> Result<super::direct::Grads<T>> {
     let ((n, c_in, h, wd), (c_out, c_in_per_group, kh, kw)) = (x.dim(), w.dim());
     let geo = ConvGeometry::new(
         (n, c_in, [h, wd]),
@@ -302,7 +335,9 @@ pub fn conv2d_backward_with<T: Scalar>(
     let rows = c_in_per_group * patches.taps();
     let c_out_per_group = c_out / groups;
     let weights = weight_matrix(w);
-    let mut grad_x = crate::buffers::zeros::<T, _>((n, c_in, h, wd));
+    // Without the input's gradient, an array of no pixels stands in for it.
+    let [h_x, w_x] = if input { [h, wd] } else { [0, 0] };
+    let mut grad_x = crate::buffers::zeros::<T, _>((n, c_in, h_x, w_x));
     // The weight gradient sums over images. Each fixed block of images sums its own in order
     // and the blocks' sums are added in order, so the result does not depend on how the work
     // was shared between threads: the same inputs give the same bits on any number of threads.
@@ -348,6 +383,9 @@ pub fn conv2d_backward_with<T: Scalar>(
                         T::one(),
                         grad_w.slice_mut(s![outputs.clone(), ..]),
                     )?;
+                    if !input {
+                        continue;
+                    }
                     // cols is free again: reuse it for ∂L/∂X_col.
                     gemm(
                         engine,
@@ -369,13 +407,10 @@ pub fn conv2d_backward_with<T: Scalar>(
         grad_w += partial;
     }
     let bias = bias_grad(grad_out);
-    Ok(super::naive::Conv2dGrads {
-        input: grad_x,
-        weight: grad_w
-            .into_shape_with_order((c_out, c_in_per_group, kh, kw))
-            .expect("one gradient per weight"),
-        bias,
-    })
+    let weight = grad_w
+        .into_shape_with_order((c_out, c_in_per_group, kh, kw))
+        .expect("one gradient per weight");
+    Ok((input.then_some(grad_x), weight, bias))
 }
 
 /// `∂L/∂b[o] = Σ_{n,i,j} G[n, o, i, j]`: each row of `G` summed first, then the rows of each

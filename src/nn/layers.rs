@@ -296,6 +296,27 @@ impl<T: Scalar> Layer<T> for Conv2d<T> {
         Ok(grads.input.into_dyn())
     }
 
+    fn backward_parameters(&mut self, grad_out: ArrayD<T>, kernels: Kernels) -> Result<()> {
+        if kernels == Kernels::Naive {
+            let grad_in = self.backward(grad_out, kernels)?;
+            recycle(grad_in);
+            return Ok(());
+        }
+        let x = cached("Conv2d", &self.input)?;
+        let g = rank4("Conv2d backward", grad_out)?;
+        let (weight, bias) =
+            conv_fast::conv2d_parameter_grads(x.view(), self.weight4(), g.view(), self.params)?;
+        recycle(g);
+        release(&mut self.input);
+        accumulate(
+            &mut self.weight,
+            &mut self.bias,
+            weight.into_dyn(),
+            bias.into_dyn(),
+        );
+        Ok(())
+    }
+
     fn parameters(&self) -> Vec<(&'static str, &Tensor<T>)> {
         weight_and_bias(&self.weight, &self.bias)
     }

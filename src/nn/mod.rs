@@ -116,6 +116,15 @@ pub trait Layer<T: Scalar>: Send + Sync {
     /// The backward pass of the last training forward: `∂L/∂out` in, `∂L/∂in` out.
     fn backward(&mut self, grad_out: ArrayD<T>, kernels: Kernels) -> Result<ArrayD<T>>;
 
+    /// [`Layer::backward`] where nothing needs `∂L/∂in` (a model's first layer in a training
+    /// step): only the parameters' gradients are increased, by the same values. A layer may
+    /// then skip computing `∂L/∂in`; by default it computes it and lets it go.
+    fn backward_parameters(&mut self, grad_out: ArrayD<T>, kernels: Kernels) -> Result<()> {
+        let grad_in = self.backward(grad_out, kernels)?;
+        crate::buffers::recycle(grad_in);
+        Ok(())
+    }
+
     /// The layer's parameters by their local names (`"weight"`, `"bias"`), in PyTorch's order.
     fn parameters(&self) -> Vec<(&'static str, &Tensor<T>)> {
         Vec::new()

@@ -147,6 +147,24 @@ impl<T: Scalar> Sequential<T> {
             .try_fold(grad_out, |g, layer| layer.backward(g, kernels))
     }
 
+    /// [`Sequential::backward_layers`] for a training step, which needs no `∂L/∂x`: the first
+    /// layer only adds its parameters' gradients ([`Layer::backward_parameters`]), as PyTorch
+    /// skips the gradient of an input that does not require one. Every parameter's gradient
+    /// is the same as by [`Sequential::backward_layers`], bit for bit.
+    pub fn backward_parameters(&mut self, grad_out: ArrayD<T>, end: usize) -> Result<()> {
+        let kernels = self.kernels;
+        let end = end.min(self.layers.len());
+        let Some((first, rest)) = self.layers[..end].split_first_mut() else {
+            crate::buffers::recycle(grad_out);
+            return Ok(());
+        };
+        let grad = rest
+            .iter_mut()
+            .rev()
+            .try_fold(grad_out, |g, layer| layer.backward(g, kernels))?;
+        first.backward_parameters(grad, kernels)
+    }
+
     fn wrong_input(&self, shape: &[usize]) -> Error {
         Error::shape(
             "Sequential",

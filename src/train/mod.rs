@@ -161,7 +161,7 @@ pub fn train_step<T: Scalar>(
         &LossOptions::default(),
         &LossOutput::Reduced(T::one()),
     )?;
-    model.backward_layers(grad, end)?;
+    model.backward_parameters(grad, end)?;
     optimizer.step(&mut model.params_mut())?;
     Ok((loss, correct))
 }
