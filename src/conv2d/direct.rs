@@ -245,16 +245,17 @@ impl Rows {
         (col % self.stride) * self.phase + col / self.stride
     }
 
-    /// A buffer for [`Rows::fill`], all zeros.
+    /// A buffer for [`Rows::fill`], all zeros, with a register's worth of zeros past the last
+    /// row, so that a row tile may load whole registers where its last windows are not valid.
     fn buffer(&self) -> Scratch<f32> {
-        Scratch::full(self.len(), 0.0)
+        Scratch::full(self.len() + LANES, 0.0)
     }
 
     /// Copy rows `lines` of the channels of one image `(C, H, W)` into `buf` (from
     /// [`Rows::buffer`]), `left` zeros before each row. The padding positions are never
     /// written, so they stay zero from the buffer's start on.
     fn fill(&self, x: ArrayView3<f32>, lines: Range<usize>, left: usize, buf: &mut [f32]) {
-        assert_eq!(buf.len(), self.len(), "a row buffer of the rows' length");
+        assert!(buf.len() >= self.len(), "a row buffer of the rows' length");
         for (c, channel) in x.outer_iter().enumerate() {
             for (r, line) in channel
                 .outer_iter()
@@ -773,6 +774,9 @@ impl RowJob<'_> {
             assert!(self.start + self.taps.x_reach + self.valid <= self.x.len());
             assert!(self.taps.w_reach * self.tap_stride + self.mr <= self.weights.len());
         }
+        // Whole registers of inputs where `x` holds them: the lanes past `valid` are computed
+        // and not stored, and the loads need no masks.
+        let whole = self.start + self.taps.x_reach + self.vectors * LANES <= self.x.len();
         #[cfg(target_arch = "x86_64")]
         {
             assert!(is_available());
@@ -786,11 +790,14 @@ impl RowJob<'_> {
                 out: out.as_mut_ptr(),
                 stride,
                 valid: self.valid,
+                whole,
             };
             // SAFETY: AVX-512F was detected; the assertions above bound every element the kernel
-            // touches: the inputs `start + x + t` for `t < valid` up to `x_reach` (loads are
-            // masked to the valid windows), the weights up to `w_reach·tap_stride + mr`, `mr`
-            // biases and the outputs `m·stride + t`, and `mr`, `vectors` are instantiated.
+            // touches: the inputs `start + x + t` up to `x_reach` for `t < valid`, or for
+            // `t < 16·vectors` where `whole` says `x` holds them (otherwise the loads are masked
+            // to the valid windows), the weights up to `w_reach·tap_stride + mr`, `mr` biases
+            // and the outputs `m·stride + t` for `t < valid`, and `mr`, `vectors` are
+            // instantiated.
             unsafe { row_shapes!(rows, &job, self.vectors, self.mr) }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -1431,6 +1438,7 @@ pub(super) mod avx512 {
         pub out: *mut f32,
         pub stride: usize,
         pub valid: usize,
+        pub whole: bool,
     }
 
     /// `out[m·stride + t] = bias[m] + Σ_{tap} w[tap.w·tap_stride + m] · x[tap.x + t]` for
@@ -1438,12 +1446,13 @@ pub(super) mod avx512 {
     ///
     /// # Safety
     /// The processor must have AVX-512F, and every address named above must lie inside the
-    /// buffers behind the pointers.
+    /// buffers behind the pointers, and where `whole` is set, `x[tap.x + t]` for every tap and
+    /// `t < 16·V` too.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn rows<const MR: usize, const V: usize>(t: &Row) {
         // SAFETY: the caller's contract is `row_tile`'s.
         unsafe {
-            if t.valid == V * LANES {
+            if t.whole || t.valid == V * LANES {
                 row_tile::<MR, V, true>(t)
             } else {
                 row_tile::<MR, V, false>(t)
@@ -1451,11 +1460,12 @@ pub(super) mod avx512 {
         }
     }
 
-    /// [`rows`] with `FULL = (valid == 16·V)`: a masked load costs a multiply-add port's slot
-    /// on top of its load, so whole tiles (the common case) load and store without masks.
+    /// [`rows`] with `FULL` loads: a masked load costs a multiply-add port's slot on top of its
+    /// load, so tiles whose registers of inputs all lie in the buffer load them without masks
+    /// (the lanes past `valid` are computed and not stored).
     ///
     /// # Safety
-    /// As [`rows`], and `FULL` only if `valid == 16·V`.
+    /// As [`rows`], and `FULL` only if `whole` is set or `valid == 16·V`.
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn row_tile<const MR: usize, const V: usize, const FULL: bool>(t: &Row) {
@@ -1466,7 +1476,8 @@ pub(super) mod avx512 {
         }
         let mut acc = [[_mm512_setzero_ps(); V]; MR];
         // SAFETY: the caller guarantees every address read and written lies in its buffer; the
-        // loads and stores are masked to the `valid` windows, or all `16·V` are valid.
+        // stores are masked to the `valid` windows (or all `16·V` are valid), and so are the
+        // loads unless all `16·V` lie in the buffer (`FULL`).
         unsafe {
             for (m, row) in acc.iter_mut().enumerate() {
                 *row = [_mm512_set1_ps(*t.bias.add(m)); V];
@@ -1492,7 +1503,7 @@ pub(super) mod avx512 {
             for (m, row) in acc.iter().enumerate() {
                 for (j, &v) in row.iter().enumerate() {
                     let out = t.out.add(m * t.stride + j * LANES);
-                    if FULL {
+                    if t.valid == V * LANES {
                         _mm512_storeu_ps(out, v);
                     } else {
                         _mm512_mask_storeu_ps(out, masks[j], v);
