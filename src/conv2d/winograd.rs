@@ -464,7 +464,7 @@ fn run<const M: usize, const N: usize>(
                         }
                     }
                 }
-                // 3. The outputs: Y = Aᵀ M A + b, two rows of each channel per tile row.
+                // 3. The outputs: Y = Aᵀ M A + b, m output rows of each channel per tile row.
                 for (unit, place) in units.iter().zip(&places) {
                     let channels = [c_out, nnp, h_out * w_out];
                     let src = &m[unit.p0..];
