@@ -1452,7 +1452,7 @@ pub(super) mod avx512 {
     pub(super) unsafe fn rows<const MR: usize, const V: usize>(t: &Row) {
         // SAFETY: the caller's contract is `row_tile`'s.
         unsafe {
-            if t.whole || t.valid == V * LANES {
+            if t.whole {
                 row_tile::<MR, V, true>(t)
             } else {
                 row_tile::<MR, V, false>(t)
@@ -1465,7 +1465,7 @@ pub(super) mod avx512 {
     /// (the lanes past `valid` are computed and not stored).
     ///
     /// # Safety
-    /// As [`rows`], and `FULL` only if `whole` is set or `valid == 16·V`.
+    /// As [`rows`], and `FULL` only if `whole` is set.
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn row_tile<const MR: usize, const V: usize, const FULL: bool>(t: &Row) {

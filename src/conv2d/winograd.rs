@@ -369,13 +369,8 @@ fn run<const M: usize, const N: usize>(
     let u = transform_weights::<M, N>(w);
     let bias: Vec<f32> = b.map_or_else(|| vec![0.0; c_out], |b| b.to_vec());
     let (th, tw) = (h_out.div_ceil(M), w_out.div_ceil(M));
-    // Whole registers of short tile rows (see `Unit`): a multiple of the rows a register
-    // takes.
-    let rows_per_unit = if tw <= part_tiles(M) {
-        (LANES / tw).min(parts(M))
-    } else {
-        1
-    };
+    // Whole registers of short tile rows: a multiple of the rows a register takes.
+    let rows_per_unit = Unit::rows_per_register(tw, M);
     let rows_per_block = (block_tiles(M) / tw / rows_per_unit).max(1) * rows_per_unit;
     // Jobs of whole blocks where the images allow (a short block wastes lanes of the
     // products: 2 images of L2 per job ran 15 % slower than 6), and a block's tiles or more,
@@ -990,6 +985,16 @@ impl Unit {
             units.push(Unit::new(p0, &taken, m, left, width));
         }
         units
+    }
+
+    /// How many whole tile rows of `tw` tiles [`Unit::plan`] puts in one register for `m` outputs
+    /// per tile: as many as fit where a row is one part, else one.
+    fn rows_per_register(tw: usize, m: usize) -> usize {
+        if tw <= part_tiles(m) {
+            (LANES / tw).min(parts(m))
+        } else {
+            1
+        }
     }
 
     /// Part `h`'s tile row, first tile and number of tiles; `None` when the unit has no part

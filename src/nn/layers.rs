@@ -210,6 +210,44 @@ impl<T: Scalar> Conv2d<T> {
             .into_dimensionality()
             .expect("a Conv2d weight has rank 4")
     }
+
+    /// The backward pass of the last training forward: the parameters' gradients are increased,
+    /// and `∂L/∂in` is given back where `input` asks for it (the naive kernels always compute
+    /// it).
+    fn backward_pass(
+        &mut self,
+        grad_out: ArrayD<T>,
+        kernels: Kernels,
+        input: bool,
+    ) -> Result<Option<ArrayD<T>>> {
+        let x = cached("Conv2d", &self.input)?;
+        let g = rank4("Conv2d backward", grad_out)?;
+        let (w, params) = (self.weight4(), self.params);
+        let (grad_in, weight, bias) = match (kernels, input) {
+            (Kernels::Fast, false) => {
+                let (weight, bias) =
+                    conv_fast::conv2d_parameter_grads(x.view(), w, g.view(), params)?;
+                (None, weight, bias)
+            }
+            (Kernels::Fast, true) => {
+                let grads = conv_fast::conv2d_backward(x.view(), w, g.view(), params)?;
+                (Some(grads.input), grads.weight, grads.bias)
+            }
+            (Kernels::Naive, _) => {
+                let grads = conv_naive::conv2d_backward(x.view(), w, g.view(), params)?;
+                (Some(grads.input), grads.weight, grads.bias)
+            }
+        };
+        recycle(g);
+        release(&mut self.input);
+        accumulate(
+            &mut self.weight,
+            &mut self.bias,
+            weight.into_dyn(),
+            bias.into_dyn(),
+        );
+        Ok(grad_in.map(|g| g.into_dyn()))
+    }
 }
 
 impl<T: Scalar> Layer<T> for Conv2d<T> {
@@ -275,45 +313,14 @@ impl<T: Scalar> Layer<T> for Conv2d<T> {
     }
 
     fn backward(&mut self, grad_out: ArrayD<T>, kernels: Kernels) -> Result<ArrayD<T>> {
-        let x = cached("Conv2d", &self.input)?;
-        let g = rank4("Conv2d backward", grad_out)?;
-        let grads = match kernels {
-            Kernels::Fast => {
-                conv_fast::conv2d_backward(x.view(), self.weight4(), g.view(), self.params)?
-            }
-            Kernels::Naive => {
-                conv_naive::conv2d_backward(x.view(), self.weight4(), g.view(), self.params)?
-            }
-        };
-        recycle(g);
-        release(&mut self.input);
-        accumulate(
-            &mut self.weight,
-            &mut self.bias,
-            grads.weight.into_dyn(),
-            grads.bias.into_dyn(),
-        );
-        Ok(grads.input.into_dyn())
+        let grad_in = self.backward_pass(grad_out, kernels, true)?;
+        Ok(grad_in.expect("the input's gradient was asked for"))
     }
 
     fn backward_parameters(&mut self, grad_out: ArrayD<T>, kernels: Kernels) -> Result<()> {
-        if kernels == Kernels::Naive {
-            let grad_in = self.backward(grad_out, kernels)?;
+        if let Some(grad_in) = self.backward_pass(grad_out, kernels, false)? {
             recycle(grad_in);
-            return Ok(());
         }
-        let x = cached("Conv2d", &self.input)?;
-        let g = rank4("Conv2d backward", grad_out)?;
-        let (weight, bias) =
-            conv_fast::conv2d_parameter_grads(x.view(), self.weight4(), g.view(), self.params)?;
-        recycle(g);
-        release(&mut self.input);
-        accumulate(
-            &mut self.weight,
-            &mut self.bias,
-            weight.into_dyn(),
-            bias.into_dyn(),
-        );
         Ok(())
     }
 

@@ -213,14 +213,14 @@ impl Panel {
             })
             .collect();
         let covered = |corner: &SeriesLabelPosition| {
-            let (x0, y0) = match corner {
-                UpperLeft | LowerLeft => (0.0, 0.0),
-                UpperMiddle | LowerMiddle => ((1.0 - box_w) / 2.0, 0.0),
-                _ => (1.0 - box_w, 0.0),
+            let x0 = match corner {
+                UpperLeft | LowerLeft => 0.0,
+                UpperMiddle | LowerMiddle => (1.0 - box_w) / 2.0,
+                _ => 1.0 - box_w,
             };
             let y0 = match corner {
                 UpperLeft | UpperMiddle | UpperRight => 1.0 - box_h,
-                _ => y0,
+                _ => 0.0,
             };
             samples
                 .iter()
@@ -246,12 +246,11 @@ impl Panel {
                 UpperLeft,
             ]
         };
+        // The first of the fewest: the first place with none, where there is one.
         corners
-            .iter()
-            .find(|c| covered(c) == 0)
-            .or_else(|| corners.iter().min_by_key(|c| covered(c)))
-            .cloned()
-            .unwrap_or(UpperRight)
+            .into_iter()
+            .min_by_key(covered)
+            .expect("six places to choose from")
     }
 
     fn draw(&self, area: &super::Area<'_>, best: Option<&EpochRecord>, text: bool) -> Drawn {
