@@ -22,7 +22,10 @@
 //! output; there the lanes hold 16 neighbouring windows of an output row instead, a tile is up
 //! to 12 output channels × 32 windows, each tap loads the windows' inputs once and multiplies
 //! them by one weight per channel broadcast to all lanes, and the tile is stored straight into
-//! the output's rows.
+//! the output's rows. At stride 1 the input is first copied once per kernel column, shifted by
+//! that column, in rows as wide as the output's; every tap then lies at one offset from every
+//! window of the image, so a tile takes consecutive windows across the ends of the rows and a row
+//! of 28 windows no longer leaves 4 of its 32 lanes idle.
 //!
 //! The backward pass uses the same tiles:
 //! * at stride 1, `∂L/∂x` is itself a convolution: of `G` with the weights flipped along both
@@ -648,19 +651,19 @@ pub(super) fn max_channels(vectors: usize) -> usize {
     }
 }
 
-/// The direct convolution with the windows of an output row in the lanes, for calls with few
-/// taps per output (`C_in/g · kH · kW < 64`, such as the course's first layer): a tile is `MR`
-/// output channels × up to 64 neighbouring windows of one row. Each tap loads the windows' input
-/// values (neighbours in the row buffer) and adds them, times each channel's weight broadcast to
-/// all lanes, to the tile, which is stored straight into the output's rows.
+/// The direct convolution with windows in the lanes, for calls with few taps per output
+/// (`C_in/g · kH · kW < 64`, such as the course's first layer): a tile is `MR` output channels ×
+/// up to 64 neighbouring windows, of one row ([`RowLayout::Rows`]) or, at stride 1 where rows do
+/// not fill whole registers, of the whole image ([`RowLayout::Flat`]). Each tap loads the
+/// windows' input values (neighbours in the buffer) and adds them, times each channel's weight
+/// broadcast to all lanes, to the tile, which is stored straight into the output's planes.
 fn forward_rows(
     x: ArrayView4<f32>,
     w: ArrayView4<f32>,
     b: Option<ArrayView1<f32>>,
     plan: &Plan,
 ) -> Array4<f32> {
-    let ([h, _], [kh, kw], [h_out, w_out]) = (plan.input, plan.kernel, plan.output);
-    let (s_h, d_h) = (plan.stride[0], plan.dilation[0]);
+    let ([kh, kw], [h_out, w_out]) = (plan.kernel, plan.output);
     let windows = h_out * w_out;
     // Every output is stored by its row tile (the bias alone where no tap is inside).
     let mut out = crate::buffers::for_overwrite::<f32, _>((plan.batch, plan.c_out, h_out, w_out));
@@ -679,26 +682,12 @@ fn forward_rows(
         Some(b) => b.to_vec(),
         None => vec![0.0; plan.c_out],
     };
-    let rows = Rows::new(plan, per_group);
-    // Per output row, its taps inside the input: (input offset, tap index).
-    let lists: Vec<Taps> = (0..h_out)
-        .map(|i| {
-            let mut list = Taps::default();
-            for c in 0..per_group {
-                for k_i in inside(h, kh, i * s_h, plan.top, d_h) {
-                    let line = c * rows.channel + (i * s_h + k_i * d_h - plan.top) * rows.row;
-                    for k_j in 0..kw {
-                        let offset = rows.at(k_j * plan.dilation[1]);
-                        list.push(line + offset, (c * kh + k_i) * kw + k_j);
-                    }
-                }
-            }
-            list
-        })
-        .collect();
-    let vectors = w_out.min(MAX_VECTORS * LANES).div_ceil(LANES);
-    let row_tiles = pieces(w_out, vectors * LANES);
-    let channel_tiles = pieces(out_per_group, max_channels(vectors));
+    let layout = RowLayout::new(plan, per_group);
+    let (lists, tiles) = layout.tiles(plan);
+    let channel_tiles = pieces(
+        out_per_group,
+        max_channels(tiles.iter().map(|t| t.vectors).max().unwrap_or(1)),
+    );
     let mut jobs = Vec::with_capacity(plan.batch * plan.groups);
     let images = out
         .as_slice_mut()
@@ -710,7 +699,7 @@ fn forward_rows(
         }
     }
     jobs.into_par_iter().for_each_init(
-        || rows.buffer(),
+        || layout.buffer(),
         |buf, (image, group, dst)| {
             let x_g = x.slice(s![
                 image,
@@ -718,30 +707,219 @@ fn forward_rows(
                 ..,
                 ..
             ]);
-            rows.fill(x_g, 0..h, plan.left, buf);
+            layout.fill(x_g, plan, buf);
             let weights = &weights[group * taps * out_per_group..][..taps * out_per_group];
             let bias = &bias[group * out_per_group..][..out_per_group];
-            for (i, list) in lists.iter().enumerate() {
+            for tile in &tiles {
                 for &(o0, mr) in &channel_tiles {
-                    for &(j0, valid) in &row_tiles {
-                        RowJob {
-                            x: buf,
-                            start: j0,
-                            taps: list,
-                            weights: &weights[o0..],
-                            tap_stride: out_per_group,
-                            bias: &bias[o0..o0 + mr],
-                            vectors,
-                            mr,
-                            valid,
-                        }
-                        .run(&mut dst[o0 * windows + i * w_out + j0..], windows);
+                    RowJob {
+                        x: buf,
+                        start: tile.start,
+                        taps: &lists[tile.taps],
+                        weights: &weights[o0..],
+                        tap_stride: out_per_group,
+                        bias: &bias[o0..o0 + mr],
+                        vectors: tile.vectors,
+                        mr,
+                        valid: tile.valid,
                     }
+                    .run(&mut dst[o0 * windows + tile.out..], windows);
                 }
             }
         },
     );
     out
+}
+
+/// How [`forward_rows`] lays an image out for its row tiles.
+///
+/// * `Rows`: the padded rows of [`Rows`]; a tile is up to `16·V` windows of one output row, so
+///   a row of 28 windows takes two registers of which 4 lanes stay idle.
+/// * `Flat` (stride 1, `W_out` not a multiple of 16): [`Flat`]'s copies of each channel, one per
+///   kernel column, so that the taps of an output lie at the same offsets from it whichever row
+///   it is in, and a tile takes `16·V` consecutive outputs of the image's `H_out·W_out`, across
+///   the rows' ends.
+enum RowLayout {
+    Rows(Rows),
+    Flat(Flat),
+}
+
+/// A row tile of [`forward_rows`]: `valid` outputs in `vectors` registers, from `out` in each
+/// output channel's plane, reading the buffer from `start` at the taps of `lists[taps]`.
+struct RowTile {
+    taps: usize,
+    start: usize,
+    out: usize,
+    valid: usize,
+    vectors: usize,
+}
+
+impl RowLayout {
+    fn new(plan: &Plan, channels: usize) -> RowLayout {
+        if plan.stride == [1, 1] && !plan.output[1].is_multiple_of(LANES) {
+            RowLayout::Flat(Flat::new(plan, channels))
+        } else {
+            RowLayout::Rows(Rows::new(plan, channels))
+        }
+    }
+
+    fn buffer(&self) -> Scratch<f32> {
+        match self {
+            RowLayout::Rows(rows) => rows.buffer(),
+            RowLayout::Flat(flat) => flat.buffer(),
+        }
+    }
+
+    fn fill(&self, x: ArrayView3<f32>, plan: &Plan, buf: &mut [f32]) {
+        match self {
+            RowLayout::Rows(rows) => rows.fill(x, 0..plan.input[0], plan.left, buf),
+            RowLayout::Flat(flat) => flat.fill(x, plan, buf),
+        }
+    }
+
+    /// The tap lists and the tiles that cover every output of an image once. A row of taps that
+    /// falls in the top or bottom padding for every output of a tile is left out of its list.
+    fn tiles(&self, plan: &Plan) -> (Vec<Taps>, Vec<RowTile>) {
+        let ([h, _], [kh, kw], [h_out, w_out]) = (plan.input, plan.kernel, plan.output);
+        let (s_h, d_h) = (plan.stride[0], plan.dilation[0]);
+        let channels = plan.c_in_per_group();
+        match self {
+            RowLayout::Rows(rows) => {
+                // Per output row, its taps inside the input: (input offset, tap index).
+                let lists = (0..h_out)
+                    .map(|i| {
+                        let mut list = Taps::default();
+                        for c in 0..channels {
+                            for k_i in inside(h, kh, i * s_h, plan.top, d_h) {
+                                let line =
+                                    c * rows.channel + (i * s_h + k_i * d_h - plan.top) * rows.row;
+                                for k_j in 0..kw {
+                                    let offset = rows.at(k_j * plan.dilation[1]);
+                                    list.push(line + offset, (c * kh + k_i) * kw + k_j);
+                                }
+                            }
+                        }
+                        list
+                    })
+                    .collect();
+                let vectors = w_out.min(MAX_VECTORS * LANES).div_ceil(LANES);
+                let tiles = (0..h_out)
+                    .flat_map(|i| {
+                        pieces(w_out, vectors * LANES)
+                            .into_iter()
+                            .map(move |(j0, valid)| RowTile {
+                                taps: i,
+                                start: j0,
+                                out: i * w_out + j0,
+                                valid,
+                                vectors,
+                            })
+                    })
+                    .collect();
+                (lists, tiles)
+            }
+            RowLayout::Flat(flat) => {
+                let windows = h_out * w_out;
+                let width = MAX_VECTORS * LANES;
+                let (mut lists, mut tiles) = (Vec::new(), Vec::new());
+                for p0 in (0..windows).step_by(width) {
+                    let valid = width.min(windows - p0);
+                    let (first, last) = (p0 / w_out, (p0 + valid - 1) / w_out);
+                    let mut list = Taps::default();
+                    for c in 0..channels {
+                        for k_i in 0..kh {
+                            if (first..=last)
+                                .all(|i| !inside(h, kh, i, plan.top, d_h).contains(&k_i))
+                            {
+                                continue;
+                            }
+                            for k_j in 0..kw {
+                                list.push(
+                                    (k_j * channels + c) * flat.plane + k_i * d_h * w_out,
+                                    (c * kh + k_i) * kw + k_j,
+                                );
+                            }
+                        }
+                    }
+                    tiles.push(RowTile {
+                        taps: lists.len(),
+                        start: p0,
+                        out: p0,
+                        valid,
+                        vectors: valid.div_ceil(LANES),
+                    });
+                    lists.push(list);
+                }
+                (lists, tiles)
+            }
+        }
+    }
+}
+
+/// For stride 1: copy `k_j` of channel `c` is at `(k_j·C + c)·plane`, its row `r` (counted from
+/// the top edge of the padding) at `r·W_out`, and its column `j` holds the padded input's column
+/// `j + k_j·d_w`, so output `p = i·W_out + j` reads tap `(c, k_i, k_j)` at
+/// `(k_j·C + c)·plane + k_i·d_h·W_out + p`.
+#[derive(Debug, Clone, Copy)]
+struct Flat {
+    width: usize,
+    plane: usize,
+    channels: usize,
+    copies: usize,
+}
+
+impl Flat {
+    fn new(plan: &Plan, channels: usize) -> Flat {
+        let ([h_out, w_out], [kh, kw]) = (plan.output, plan.kernel);
+        let rows = h_out + (kh - 1) * plan.dilation[0];
+        Flat {
+            width: w_out,
+            plane: rows * w_out,
+            channels,
+            copies: kw,
+        }
+    }
+
+    /// A buffer for [`Flat::fill`], all zeros, with the widest tile's worth of zeros past the last
+    /// copy, so that every tile loads whole registers.
+    fn buffer(&self) -> Scratch<f32> {
+        Scratch::full(
+            self.copies * self.channels * self.plane + MAX_VECTORS * LANES,
+            0.0,
+        )
+    }
+
+    /// Copy the channels of one image `(C, H, W)` into `buf` (from [`Flat::buffer`]). The
+    /// positions in the padding are never written, so they stay zero from the buffer's start on.
+    fn fill(&self, x: ArrayView3<f32>, plan: &Plan, buf: &mut [f32]) {
+        let w = plan.input[1];
+        // Per copy: the output columns that read inside the row, and the first column read.
+        let spans: Vec<(usize, Range<usize>, usize)> = (0..self.copies)
+            .map(|k_j| {
+                let shift = k_j * plan.dilation[1];
+                let cols = inside(w, self.width, shift, plan.left, 1);
+                let first = (cols.start + shift).saturating_sub(plan.left);
+                (k_j, cols, first)
+            })
+            .filter(|(_, cols, _)| !cols.is_empty())
+            .collect();
+        for (c, channel) in x.outer_iter().enumerate() {
+            for (r, line) in channel.outer_iter().enumerate() {
+                let row = (r + plan.top) * self.width;
+                for &(k_j, ref cols, first) in &spans {
+                    let copy = (k_j * self.channels + c) * self.plane + row;
+                    let dst = &mut buf[copy + cols.start..copy + cols.end];
+                    match line.as_slice() {
+                        Some(src) => dst.copy_from_slice(&src[first..first + cols.len()]),
+                        None => dst
+                            .iter_mut()
+                            .enumerate()
+                            .for_each(|(j, d)| *d = line[first + j]),
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// One row tile: `mr` output channels × `valid ≤ 16·vectors` windows from `start`, over the taps
