@@ -1239,14 +1239,18 @@ fn input_grad(
     let (per_group, out_per_group) = (plan.c_in_per_group(), plan.c_out_per_group());
     let [kh, kw] = plan.kernel;
     let mut flipped = crate::buffers::for_overwrite::<f32, _>((plan.c_in, out_per_group, kh, kw));
-    for ((c, o, k_i, k_j), f) in flipped.indexed_iter_mut() {
-        let group = c / per_group;
-        *f = w[[
-            group * out_per_group + o,
-            c % per_group,
-            kh - 1 - k_i,
-            kw - 1 - k_j,
-        ]];
+    // `flipped[c][o][k_i][k_j] = w[o][c][kH − 1 − k_i][kW − 1 − k_j]`, group by group.
+    let w = w.slice(s![.., .., ..;-1, ..;-1]);
+    for group in 0..plan.groups {
+        let src = w.slice(s![
+            group * out_per_group..(group + 1) * out_per_group,
+            ..,
+            ..,
+            ..
+        ]);
+        flipped
+            .slice_mut(s![group * per_group..(group + 1) * per_group, .., .., ..])
+            .assign(&src.permuted_axes([1, 0, 2, 3]));
     }
     // One group at stride 1: Winograd (F(2×2, 3×3) or F(3×3, 5×5)) where it takes the shapes
     // and every value is finite.
