@@ -722,6 +722,7 @@ fn forward_rows(
                         vectors: tile.vectors,
                         mr,
                         valid: tile.valid,
+                        repeat: tile.repeat,
                     }
                     .run(&mut dst[o0 * windows + tile.out..], windows);
                 }
@@ -745,13 +746,15 @@ enum RowLayout {
 }
 
 /// A row tile of [`forward_rows`]: `valid` outputs in `vectors` registers, from `out` in each
-/// output channel's plane, reading the buffer from `start` at the taps of `lists[taps]`.
+/// output channel's plane, reading the buffer from `start` at the taps of `lists[taps]`; and
+/// `repeat − 1` more like it, each `16·vectors` outputs further on.
 struct RowTile {
     taps: usize,
     start: usize,
     out: usize,
     valid: usize,
     vectors: usize,
+    repeat: usize,
 }
 
 impl RowLayout {
@@ -813,6 +816,7 @@ impl RowLayout {
                                 out: i * w_out + j0,
                                 valid,
                                 vectors,
+                                repeat: 1,
                             })
                     })
                     .collect();
@@ -841,12 +845,21 @@ impl RowLayout {
                             }
                         }
                     }
+                    // Whole tiles with the taps of the one before: one more of its run.
+                    let vectors = valid.div_ceil(LANES);
+                    if let Some(run) = tiles.last_mut().filter(|run: &&mut RowTile| {
+                        run.valid == width && valid == width && lists[run.taps] == list
+                    }) {
+                        run.repeat += 1;
+                        continue;
+                    }
                     tiles.push(RowTile {
                         taps: lists.len(),
                         start: p0,
                         out: p0,
                         valid,
-                        vectors: valid.div_ceil(LANES),
+                        vectors,
+                        repeat: 1,
                     });
                     lists.push(list);
                 }
@@ -923,7 +936,8 @@ impl Flat {
 }
 
 /// One row tile: `mr` output channels × `valid ≤ 16·vectors` windows from `start`, over the taps
-/// of `taps`, whose weights for channel `m` are at `weights[tap·tap_stride + m]`.
+/// of `taps`, whose weights for channel `m` are at `weights[tap·tap_stride + m]`; and `repeat − 1`
+/// more tiles like it, each `16·vectors` windows further on, in the input and the output alike.
 pub(super) struct RowJob<'a> {
     pub(super) x: &'a [f32],
     pub(super) start: usize,
@@ -934,27 +948,31 @@ pub(super) struct RowJob<'a> {
     pub(super) vectors: usize,
     pub(super) mr: usize,
     pub(super) valid: usize,
+    pub(super) repeat: usize,
 }
 
 impl RowJob<'_> {
-    /// Write the tile to `out[m·stride + t]`. Panics if a read or write would leave the slices
-    /// (a bug in the caller, not bad input).
+    /// Write the tiles to `out[m·stride + r·16·vectors + t]`. Panics if a read or write would
+    /// leave the slices (a bug in the caller, not bad input).
     pub(super) fn run(&self, out: &mut [f32], stride: usize) {
         assert!(
             (1..=MAX_VECTORS).contains(&self.vectors)
                 && (1..=max_channels(self.vectors)).contains(&self.mr)
                 && (1..=self.vectors * LANES).contains(&self.valid)
+                && self.repeat >= 1
         );
+        // The last tile's first window, from the first tile's.
+        let last = (self.repeat - 1) * self.vectors * LANES;
         assert!(self.bias.len() >= self.mr);
-        assert!((self.mr - 1) * stride + self.valid <= out.len());
+        assert!((self.mr - 1) * stride + last + self.valid <= out.len());
         let count = self.taps.list.len();
         if count > 0 {
-            assert!(self.start + self.taps.x_reach + self.valid <= self.x.len());
+            assert!(self.start + last + self.taps.x_reach + self.valid <= self.x.len());
             assert!(self.taps.w_reach * self.tap_stride + self.mr <= self.weights.len());
         }
         // Whole registers of inputs where `x` holds them: the lanes past `valid` are computed
         // and not stored, and the loads need no masks.
-        let whole = self.start + self.taps.x_reach + self.vectors * LANES <= self.x.len();
+        let whole = self.start + last + self.taps.x_reach + self.vectors * LANES <= self.x.len();
         #[cfg(target_arch = "x86_64")]
         {
             assert!(is_available());
@@ -968,13 +986,15 @@ impl RowJob<'_> {
                 out: out.as_mut_ptr(),
                 stride,
                 valid: self.valid,
+                repeat: self.repeat,
                 whole,
             };
             // SAFETY: AVX-512F was detected; the assertions above bound every element the kernel
-            // touches: the inputs `start + x + t` up to `x_reach` for `t < valid`, or for
-            // `t < 16·vectors` where `whole` says `x` holds them (otherwise the loads are masked
-            // to the valid windows), the weights up to `w_reach·tap_stride + mr`, `mr` biases
-            // and the outputs `m·stride + t` for `t < valid`, and `mr`, `vectors` are
+            // touches, for the last tile and so for every tile (`r·16·vectors` windows on): the
+            // inputs `start + x + t` up to `x_reach` for `t < valid`, or for `t < 16·vectors`
+            // where `whole` says `x` holds them (otherwise the loads are masked to the valid
+            // windows), the weights up to `w_reach·tap_stride + mr`, `mr` biases and the
+            // outputs `m·stride + t` for `t < valid`, and `mr`, `vectors` are
             // instantiated.
             unsafe { row_shapes!(rows, &job, self.vectors, self.mr) }
         }
@@ -985,7 +1005,7 @@ impl RowJob<'_> {
 
 /// A list of taps: where each reads the input (for the tile's first window) and its index among
 /// the packed weights. It keeps the largest of each, so a job can check its reads once.
-#[derive(Default)]
+#[derive(Default, PartialEq)]
 pub(super) struct Taps {
     list: Vec<Tap>,
     x_reach: usize,
@@ -1002,7 +1022,7 @@ impl Taps {
 
 /// Offset of a tap's input value (for the tile's first window) and its weights' index: the
 /// record the row kernel reads.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 #[repr(C)]
 struct Tap {
     x: usize,
@@ -1620,16 +1640,17 @@ pub(super) mod avx512 {
         pub out: *mut f32,
         pub stride: usize,
         pub valid: usize,
+        pub repeat: usize,
         pub whole: bool,
     }
 
-    /// `out[m·stride + t] = bias[m] + Σ_{tap} w[tap.w·tap_stride + m] · x[tap.x + t]` for
-    /// `m < MR`, `t < valid ≤ 16·V`.
+    /// `out[m·stride + u + t] = bias[m] + Σ_{tap} w[tap.w·tap_stride + m] · x[tap.x + u + t]` for
+    /// `m < MR`, `t < valid ≤ 16·V` and `u = r·16·V`, `r < repeat`.
     ///
     /// # Safety
     /// The processor must have AVX-512F, and every address named above must lie inside the
-    /// buffers behind the pointers, and where `whole` is set, `x[tap.x + t]` for every tap and
-    /// `t < 16·V` too.
+    /// buffers behind the pointers, and where `whole` is set, `x[tap.x + u + t]` for every tap
+    /// and `t < 16·V` too.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn rows<const MR: usize, const V: usize>(t: &Row) {
         // SAFETY: the caller's contract is `row_tile`'s.
@@ -1656,39 +1677,42 @@ pub(super) mod avx512 {
             let rest = t.valid.saturating_sub(j * LANES).min(LANES);
             *m = ((1u32 << rest) - 1) as __mmask16;
         }
-        let mut acc = [[_mm512_setzero_ps(); V]; MR];
         // SAFETY: the caller guarantees every address read and written lies in its buffer; the
         // stores are masked to the `valid` windows (or all `16·V` are valid), and so are the
         // loads unless all `16·V` lie in the buffer (`FULL`).
         unsafe {
-            for (m, row) in acc.iter_mut().enumerate() {
-                *row = [_mm512_set1_ps(*t.bias.add(m)); V];
-            }
-            for k in 0..t.count {
-                let tap = *t.taps.add(k);
-                let (x, w) = (t.x.add(tap.x), t.w.add(tap.w * t.tap_stride));
-                let mut xv = [_mm512_setzero_ps(); V];
-                for (j, v) in xv.iter_mut().enumerate() {
-                    *v = if FULL {
-                        _mm512_loadu_ps(x.add(j * LANES))
-                    } else {
-                        _mm512_maskz_loadu_ps(masks[j], x.add(j * LANES))
-                    };
-                }
+            for r in 0..t.repeat {
+                let (x0, out0) = (t.x.add(r * V * LANES), t.out.add(r * V * LANES));
+                let mut acc = [[_mm512_setzero_ps(); V]; MR];
                 for (m, row) in acc.iter_mut().enumerate() {
-                    let a = _mm512_set1_ps(*w.add(m));
-                    for (r, &v) in row.iter_mut().zip(&xv) {
-                        *r = _mm512_fmadd_ps(a, v, *r);
+                    *row = [_mm512_set1_ps(*t.bias.add(m)); V];
+                }
+                for k in 0..t.count {
+                    let tap = *t.taps.add(k);
+                    let (x, w) = (x0.add(tap.x), t.w.add(tap.w * t.tap_stride));
+                    let mut xv = [_mm512_setzero_ps(); V];
+                    for (j, v) in xv.iter_mut().enumerate() {
+                        *v = if FULL {
+                            _mm512_loadu_ps(x.add(j * LANES))
+                        } else {
+                            _mm512_maskz_loadu_ps(masks[j], x.add(j * LANES))
+                        };
+                    }
+                    for (m, row) in acc.iter_mut().enumerate() {
+                        let a = _mm512_set1_ps(*w.add(m));
+                        for (r, &v) in row.iter_mut().zip(&xv) {
+                            *r = _mm512_fmadd_ps(a, v, *r);
+                        }
                     }
                 }
-            }
-            for (m, row) in acc.iter().enumerate() {
-                for (j, &v) in row.iter().enumerate() {
-                    let out = t.out.add(m * t.stride + j * LANES);
-                    if t.valid == V * LANES {
-                        _mm512_storeu_ps(out, v);
-                    } else {
-                        _mm512_mask_storeu_ps(out, masks[j], v);
+                for (m, row) in acc.iter().enumerate() {
+                    for (j, &v) in row.iter().enumerate() {
+                        let out = out0.add(m * t.stride + j * LANES);
+                        if t.valid == V * LANES {
+                            _mm512_storeu_ps(out, v);
+                        } else {
+                            _mm512_mask_storeu_ps(out, masks[j], v);
+                        }
                     }
                 }
             }

@@ -456,6 +456,7 @@ fn run<const M: usize, const N: usize>(
                                 vectors,
                                 mr,
                                 valid,
+                                repeat: 1,
                             }
                             .run(&mut m[o0 * nnp + q0..], nnp);
                         }
