@@ -20,12 +20,13 @@
 //! With fewer than 64 taps per output (`C_in/g · kH · kW`, the course's first layer has 25) the
 //! sums are too short for that tile to pay for transposing it into the channel rows of the
 //! output; there the lanes hold 16 neighbouring windows of an output row instead, a tile is up
-//! to 12 output channels × 32 windows, each tap loads the windows' inputs once and multiplies
-//! them by one weight per channel broadcast to all lanes, and the tile is stored straight into
-//! the output's rows. At stride 1 the input is first copied once per kernel column, shifted by
-//! that column, in rows as wide as the output's; every tap then lies at one offset from every
-//! window of the image, so a tile takes consecutive windows across the ends of the rows and a row
-//! of 28 windows no longer leaves 4 of its 32 lanes idle.
+//! to 6 output channels × 64 windows (or 12 × 32, 16 × 16), each tap loads the windows' inputs
+//! once and multiplies them by one weight per channel broadcast to all lanes, and the tile is
+//! stored straight into the output's rows. At stride 1 the input is first copied once per kernel
+//! column, shifted by that column, in rows as wide as the output's; every tap then lies at one
+//! offset from every window of the image, so a tile takes consecutive windows across the ends of
+//! the rows and a row of 28 windows no longer leaves 4 of its 32 lanes idle. One kernel call
+//! runs a whole run of tiles with the same taps.
 //!
 //! The backward pass uses the same tiles:
 //! * at stride 1, `∂L/∂x` is itself a convolution: of `G` with the weights flipped along both
