@@ -115,6 +115,10 @@ const MASKED_VECTORS: usize = 3;
 const L1_PASS_BYTES: usize = 36 * 1024;
 /// Bytes of packed output gradient one weight tile streams through (about L1's size).
 const SUB_BLOCK_BYTES: usize = 24 * 1024;
+/// Largest buffer of shifted copies of an image ([`Flat`]), which holds `kW` copies where the
+/// padded rows hold one: past this (large images, wide kernels) the rows' idle lanes cost less
+/// than the copies' memory. The first layer's copies take 18 kB.
+const FLAT_BYTES: usize = 1 << 20;
 
 /// Whether this processor has AVX-512F, which the kernels need.
 pub fn is_available() -> bool {
@@ -737,10 +741,10 @@ fn forward_rows(
 ///
 /// * `Rows`: the padded rows of [`Rows`]; a tile is up to `16·V` windows of one output row, so
 ///   a row of 28 windows takes two registers of which 4 lanes stay idle.
-/// * `Flat` (stride 1, `W_out` not a multiple of 16): [`Flat`]'s copies of each channel, one per
-///   kernel column, so that the taps of an output lie at the same offsets from it whichever row
-///   it is in, and a tile takes `16·V` consecutive outputs of the image's `H_out·W_out`, across
-///   the rows' ends.
+/// * `Flat` (stride 1, `W_out` not a multiple of 16, copies within [`FLAT_BYTES`]): [`Flat`]'s
+///   copies of each channel, one per kernel column, so that the taps of an output lie at the same
+///   offsets from it whichever row it is in, and a tile takes `16·V` consecutive outputs of the
+///   image's `H_out·W_out`, across the rows' ends.
 enum RowLayout {
     Rows(Rows),
     Flat(Flat),
@@ -760,8 +764,12 @@ struct RowTile {
 
 impl RowLayout {
     fn new(plan: &Plan, channels: usize) -> RowLayout {
-        if plan.stride == [1, 1] && !plan.output[1].is_multiple_of(LANES) {
-            RowLayout::Flat(Flat::new(plan, channels))
+        let flat = Flat::new(plan, channels);
+        if plan.stride == [1, 1]
+            && !plan.output[1].is_multiple_of(LANES)
+            && flat.len() * size_of::<f32>() <= FLAT_BYTES
+        {
+            RowLayout::Flat(flat)
         } else {
             RowLayout::Rows(Rows::new(plan, channels))
         }
@@ -894,13 +902,15 @@ impl Flat {
         }
     }
 
+    /// Elements of the copies.
+    fn len(&self) -> usize {
+        self.copies * self.channels * self.plane
+    }
+
     /// A buffer for [`Flat::fill`], all zeros, with the widest tile's worth of zeros past the last
     /// copy, so that every tile loads whole registers.
     fn buffer(&self) -> Scratch<f32> {
-        Scratch::full(
-            self.copies * self.channels * self.plane + MAX_VECTORS * LANES,
-            0.0,
-        )
+        Scratch::full(self.len() + MAX_VECTORS * LANES, 0.0)
     }
 
     /// Copy the channels of one image `(C, H, W)` into `buf` (from [`Flat::buffer`]). The
