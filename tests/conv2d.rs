@@ -1043,6 +1043,33 @@ proptest! {
 /// A value that is not finite sends the call back to the direct kernels, which keep the
 /// formula's semantics: an infinite input reaches only the outputs whose windows hold it
 /// (F(2×2, 3×3) would spread it over its tile's neighbours).
+/// A row of 944 windows of a 1 × 63 kernel at stride 1: shifted copies of the image, one per
+/// kernel column, would take 9.5 MB, past the limit, so the row tiles read the padded rows
+/// instead; either way they equal naive, in a standard and a permuted layout.
+#[test]
+fn direct_row_tiles_past_the_copies_limit_equal_naive() {
+    let x = Array4::from_shape_fn((2, 1, 40, 1000), |(n, _, i, j)| {
+        ((n * 7 + i * 3 + j * 5) % 11) as f64 / 11.0 - 0.5
+    });
+    let w = Array4::from_shape_fn((5, 1, 1, 63), |(o, _, _, j)| {
+        ((o * 5 + j * 3) % 7) as f64 / 7.0 - 0.4
+    });
+    let b = Some(Array1::from_shape_fn(5, |o| o as f64 / 10.0));
+    let p = Conv2dParams::default().paddings([Padding::Explicit(0), Padding::Explicit(3)]);
+    for layout in [LAYOUTS[0], LAYOUTS[2]] {
+        let r = Rounded::new(&x, &w, &b, layout);
+        let (reference, size) = (r.reference(p).unwrap(), r.size(p));
+        let b32 = r.b32.as_ref().map(|b| b.view());
+        let direct = convlab::conv2d::direct::conv2d(r.xs.view(), r.ws.view(), b32, p).unwrap();
+        assert_eq!(direct.is_some(), convlab::conv2d::direct::is_available());
+        if let Some(direct) = direct {
+            agree("direct", &direct, &reference, &size, RTOL_F32).unwrap();
+        }
+        let fast = fast::conv2d(r.xs.view(), r.ws.view(), b32, p).unwrap();
+        agree("fast", &fast, &reference, &size, RTOL_F32).unwrap();
+    }
+}
+
 #[test]
 fn winograd_leaves_values_that_are_not_finite_to_the_direct_kernels() {
     let mut x = Array4::from_shape_fn((1, 16, 8, 8), |(_, c, i, j)| {
