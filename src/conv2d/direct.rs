@@ -834,18 +834,19 @@ impl RowLayout {
             RowLayout::Flat(flat) => {
                 let windows = h_out * w_out;
                 let width = MAX_VECTORS * LANES;
-                let (mut lists, mut tiles) = (Vec::new(), Vec::new());
+                let (mut lists, mut tiles): (Vec<Taps>, Vec<RowTile>) = (Vec::new(), Vec::new());
                 for p0 in (0..windows).step_by(width) {
                     let valid = width.min(windows - p0);
                     let (first, last) = (p0 / w_out, (p0 + valid - 1) / w_out);
+                    // The rows of taps that some output of the tile reads inside the image.
+                    let reached: Vec<usize> = (0..kh)
+                        .filter(|k_i| {
+                            (first..=last).any(|i| inside(h, kh, i, plan.top, d_h).contains(k_i))
+                        })
+                        .collect();
                     let mut list = Taps::default();
                     for c in 0..channels {
-                        for k_i in 0..kh {
-                            if (first..=last)
-                                .all(|i| !inside(h, kh, i, plan.top, d_h).contains(&k_i))
-                            {
-                                continue;
-                            }
+                        for &k_i in &reached {
                             for k_j in 0..kw {
                                 list.push(
                                     (k_j * channels + c) * flat.plane + k_i * d_h * w_out,
@@ -855,10 +856,11 @@ impl RowLayout {
                         }
                     }
                     // Whole tiles with the taps of the one before: one more of its run.
-                    let vectors = valid.div_ceil(LANES);
-                    if let Some(run) = tiles.last_mut().filter(|run: &&mut RowTile| {
-                        run.valid == width && valid == width && lists[run.taps] == list
-                    }) {
+                    if let Some(run) = tiles.last_mut()
+                        && run.valid == width
+                        && valid == width
+                        && lists[run.taps] == list
+                    {
                         run.repeat += 1;
                         continue;
                     }
@@ -867,7 +869,7 @@ impl RowLayout {
                         start: p0,
                         out: p0,
                         valid,
-                        vectors,
+                        vectors: valid.div_ceil(LANES),
                         repeat: 1,
                     });
                     lists.push(list);

@@ -376,7 +376,7 @@ fn run<const M: usize, const N: usize>(
     // wastes lanes of the products: 2 images of L2 per job, 10 tile rows in registers of 3,
     // ran 15 % slower than 6), and a block's tiles or more, but no more: the fewer images a
     // job takes, the more evenly the threads share them (L2's forward on two threads took
-    // 2.56 ms with jobs of 3 images, 2.65 ms with jobs of 6, whole blocks).
+    // 2.61–2.71 ms with jobs of 3 images, 2.72–2.86 ms with jobs of 6, whole blocks).
     let threads = rayon::current_num_threads();
     let images_per_job = (rows_per_unit / gcd(rows_per_unit, th))
         .max(block_tiles(M).div_ceil(th * tw))
